@@ -1,0 +1,305 @@
+"""One signature and one registry for every coreset selector.
+
+Each method is a function registered with :func:`register`. It receives validated inputs
+(``features`` as a dict of 2-D arrays with the keys the method declares, ``budget`` as an int,
+``mos`` as a 1-D float array or ``None``, ``random_state`` as a :class:`numpy.random.Generator`)
+plus its own keyword options, and returns a :class:`MethodOutput`. The facade
+:func:`qd_lib.selection.select` does the validation and wraps the output in a :class:`Selection`.
+"""
+from __future__ import annotations
+
+import inspect
+import numbers
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from qd_lib.data.budget import resolve_budget
+from qd_lib.utils.errors import UnknownNameError
+from qd_lib.utils.validation import check_array_2d, check_random_state
+
+
+@dataclass
+class MethodOutput:
+    """What a selector implementation returns.
+
+    Attributes
+    ----------
+    indices : ndarray of int
+        Row indices in pick order.
+    params : dict
+        The resolved options (defaults filled in), JSON-serialisable.
+    info : dict
+        Method-specific diagnostics (per-batch budgets, retained dimensions, bins, …).
+    gains : ndarray, optional
+        The selection criterion's value at each pick, in pick order, where it has one.
+    """
+
+    indices: np.ndarray
+    params: dict = field(default_factory=dict)
+    info: dict = field(default_factory=dict)
+    gains: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class Selection:
+    """A coreset: row indices in pick order, with everything needed to reproduce it.
+
+    Attributes
+    ----------
+    indices : ndarray of int64, shape (budget,)
+        Unique row indices into the training split, in the order they were picked.
+    method : str
+        Registry name of the selector.
+    budget : int
+        Number of rows selected.
+    n_samples : int
+        Number of candidate rows.
+    seed : int or None
+        The seed the selection was run with.
+    params : dict
+        Resolved method options.
+    info : dict
+        Method diagnostics.
+    gains : ndarray or None
+        Criterion value at each pick, where the method has one.
+    """
+
+    indices: np.ndarray
+    method: str
+    budget: int
+    n_samples: int
+    seed: int | None
+    params: dict
+    info: dict
+    gains: np.ndarray | None = None
+
+    @property
+    def sorted_indices(self) -> np.ndarray:
+        """The selected indices in ascending order."""
+        return np.sort(self.indices)
+
+    @property
+    def mask(self) -> np.ndarray:
+        """Boolean mask of length ``n_samples``, true for selected rows."""
+        out = np.zeros(self.n_samples, dtype=bool)
+        out[self.indices] = True
+        return out
+
+    def image_ids(self, ids) -> list[str]:
+        """Map the picks (in pick order) to image ids; ``ids`` is row-aligned with the features."""
+        ids = np.asarray(ids)
+        if len(ids) != self.n_samples:
+            raise ValueError(
+                f"The 'ids' parameter must have one entry per candidate row ({self.n_samples}). "
+                f"Got {len(ids)} instead."
+            )
+        return [str(i) for i in ids[self.indices]]
+
+    def to_record(self) -> dict:
+        """A JSON-serialisable record of this selection."""
+        return {
+            "method": self.method,
+            "budget": self.budget,
+            "n_samples": self.n_samples,
+            "seed": self.seed,
+            "params": _jsonable(self.params),
+            "info": _jsonable(self.info),
+            "indices": self.indices.tolist(),
+            "gains": None if self.gains is None else [float(g) for g in self.gains],
+        }
+
+
+def _jsonable(obj):
+    if isinstance(obj, Mapping):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """Registry entry of a selector."""
+
+    name: str
+    func: Callable[..., MethodOutput]
+    inputs: tuple[str, ...]
+    needs_mos: bool
+    stochastic: bool
+    summary: str
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The method's keyword options and their defaults."""
+        sig = inspect.signature(self.func)
+        return {
+            name: p.default for name, p in sig.parameters.items()
+            if p.kind is inspect.Parameter.KEYWORD_ONLY and name not in _RESERVED
+        }
+
+
+_RESERVED = {"mos", "random_state"}
+_REGISTRY: dict[str, MethodSpec] = {}
+
+
+def register(name: str, *, inputs: tuple[str, ...] = ("embedding",), needs_mos: bool = False,
+             stochastic: bool = True):
+    """Decorator that adds a selector to the registry.
+
+    The decorated function must have the signature
+    ``func(features: dict[str, ndarray], budget: int, *, mos, random_state, **options)``
+    and return a :class:`MethodOutput`.
+
+    Parameters
+    ----------
+    name : str
+        Registry name, used by :func:`qd_lib.selection.select`.
+    inputs : tuple of str
+        Feature keys the method reads. A method reading only ``"embedding"`` also accepts a
+        bare 2-D array.
+    needs_mos : bool
+        Whether the method needs MOS labels (e.g. to bin them into classes).
+    stochastic : bool
+        Whether the result depends on the seed.
+    """
+
+    def decorator(func):
+        if name in _REGISTRY:
+            raise ValueError(f"A selection method named {name!r} is already registered.")
+        doc = inspect.getdoc(func) or ""
+        _REGISTRY[name] = MethodSpec(name, func, tuple(inputs), needs_mos, stochastic,
+                                     doc.splitlines()[0] if doc else "")
+        return func
+
+    return decorator
+
+
+def get_method(name: str) -> MethodSpec:
+    """Return the registry entry for ``name``."""
+    _load_builtin_methods()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise UnknownNameError("selection method", name, _REGISTRY) from None
+
+
+def available_methods() -> list[str]:
+    """Names of all registered selection methods, sorted."""
+    _load_builtin_methods()
+    return sorted(_REGISTRY)
+
+
+def _load_builtin_methods() -> None:
+    # Importing the package registers the built-in methods (kept lazy to avoid import cycles).
+    import qd_lib.selection.methods  # noqa: F401
+
+
+def _coerce_features(spec: MethodSpec, features) -> dict[str, np.ndarray]:
+    if isinstance(features, Mapping):
+        missing = [k for k in spec.inputs if k not in features]
+        if missing:
+            raise ValueError(
+                f"The 'features' parameter for method {spec.name!r} must be a mapping with keys "
+                f"{list(spec.inputs)}. Missing {missing}; got keys {sorted(features)}."
+            )
+        arrays = {k: check_array_2d(features[k], f"features[{k!r}]") for k in spec.inputs}
+    elif spec.inputs == ("embedding",):
+        arrays = {"embedding": check_array_2d(features, "features")}
+    else:
+        raise TypeError(
+            f"The 'features' parameter for method {spec.name!r} must be a mapping with keys "
+            f"{list(spec.inputs)}. Got {type(features).__name__} instead."
+        )
+    n_rows = {k: a.shape[0] for k, a in arrays.items()}
+    if len(set(n_rows.values())) > 1:
+        raise ValueError(
+            f"The 'features' arrays must have the same number of rows. Got {n_rows} instead."
+        )
+    return arrays
+
+
+def _coerce_mos(mos, n: int) -> np.ndarray | None:
+    if mos is None:
+        return None
+    arr = np.asarray(mos, dtype=np.float64)
+    if arr.ndim != 1 or arr.shape[0] != n:
+        raise ValueError(
+            f"The 'mos' parameter must be a 1-D array with one score per row ({n}). "
+            f"Got shape {arr.shape} instead."
+        )
+    if not np.isfinite(arr).all():
+        bad = int(np.argwhere(~np.isfinite(arr))[0, 0])
+        raise ValueError(f"The 'mos' parameter must be finite; row {bad} holds {arr[bad]!r}.")
+    return arr
+
+
+def select(method: str, features, budget, *, mos=None, seed: int | None = 0,
+           **options) -> Selection:
+    """Select a coreset with any registered method.
+
+    Parameters
+    ----------
+    method : str
+        Registry name; see :func:`available_methods`.
+    features : ndarray of shape (n_samples, n_features) or mapping of str to such arrays
+        Row-aligned embeddings of the candidate images. Single-embedding methods take a bare
+        array or the key ``"embedding"``; Q-Diverse reads ``"content"`` and ``"quality"``.
+        Memory-mapped arrays are used in place, without a copy.
+    budget : int or float
+        Number of rows to select, or a fraction in (0, 1] turned into
+        ``floor(fraction × n_samples)`` exactly (:func:`qd_lib.data.coreset_size`).
+    mos : array-like of shape (n_samples,), optional
+        Mean opinion scores; required by methods that bin them into classes, ignored by the
+        label-free ones.
+    seed : int or None, default=0
+        Seed of the method's own random generator; global random state is never touched.
+    **options
+        Method-specific options; see ``get_method(method).options``.
+
+    Returns
+    -------
+    Selection
+        ``budget`` unique indices in pick order, the resolved options and diagnostics.
+
+    Raises
+    ------
+    UnknownNameError
+        If ``method`` is not registered.
+    ValueError, TypeError
+        On malformed features, budget, mos or options.
+    """
+    spec = get_method(method)
+    arrays = _coerce_features(spec, features)
+    n = next(iter(arrays.values())).shape[0]
+    size = resolve_budget(n, budget)
+    mos_arr = _coerce_mos(mos, n)
+    if spec.needs_mos and mos_arr is None:
+        raise ValueError(f"Method {method!r} needs MOS labels: pass mos=<array of length {n}>.")
+    if seed is not None and not (isinstance(seed, numbers.Integral) and not isinstance(seed, bool)):
+        raise TypeError(f"The 'seed' parameter must be None or an int. Got {seed!r} instead.")
+    known = spec.options
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise TypeError(
+            f"Unknown option(s) {unknown} for method {method!r}. Valid options: {sorted(known)}."
+        )
+    rng = check_random_state(seed)
+    out = spec.func(arrays, size, mos=mos_arr, random_state=rng, **options)
+    indices = np.asarray(out.indices, dtype=np.int64)
+    if indices.shape != (size,) or len(np.unique(indices)) != size or (
+            size and (indices.min() < 0 or indices.max() >= n)):
+        raise RuntimeError(  # a bug in the method, never a user error
+            f"Method {method!r} returned an invalid selection: expected {size} unique indices "
+            f"in [0, {n}), got shape {indices.shape}."
+        )
+    gains = None if out.gains is None else np.asarray(out.gains, dtype=np.float64)
+    return Selection(indices=indices, method=method, budget=size, n_samples=n,
+                     seed=None if seed is None else int(seed), params=dict(out.params),
+                     info=dict(out.info), gains=gains)
