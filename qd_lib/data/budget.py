@@ -1,0 +1,94 @@
+"""Coreset budgets: ``floor(fraction × n_train)`` in exact arithmetic.
+
+Floating-point floors go wrong on values such as ``0.7 * 20880 = 14615.999…``; here the fraction
+is read as the decimal the user typed (``Fraction(str(0.7)) == 7/10``), so all 56 coreset sizes of
+the supplement's Table 1 come out exactly.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from decimal import Decimal
+from fractions import Fraction
+
+from qd_lib.utils.validation import check_scalar
+
+
+def _as_fraction(fraction, name: str) -> Fraction:
+    if isinstance(fraction, (bool,)) or not isinstance(fraction, (numbers.Real, Decimal, str)):
+        raise TypeError(
+            f"The {name!r} parameter must be a real number in the range (0, 1]. "
+            f"Got {fraction!r} of type {type(fraction).__name__} instead."
+        )
+    if isinstance(fraction, float) and not math.isfinite(fraction):
+        raise ValueError(f"The {name!r} parameter must be in the range (0, 1]. Got {fraction!r}.")
+    try:
+        # str() gives the shortest decimal that round-trips, i.e. what the user typed.
+        exact = Fraction(fraction) if isinstance(fraction, (Fraction, numbers.Integral)) else \
+            Fraction(str(fraction))
+    except (ValueError, ZeroDivisionError):
+        raise ValueError(
+            f"The {name!r} parameter must be a number in the range (0, 1]. Got {fraction!r}."
+        ) from None
+    if not 0 < exact <= 1:
+        raise ValueError(
+            f"The {name!r} parameter must be in the range (0, 1]. Got {fraction!r} instead."
+        )
+    return exact
+
+
+def coreset_size(n_train: int, fraction) -> int:
+    """Number of images in a coreset: ``floor(fraction × n_train)``, computed exactly.
+
+    Parameters
+    ----------
+    n_train : int
+        Size of the training split (at least 1).
+    fraction : float, Fraction, Decimal or str
+        Share of the training split to keep, in (0, 1]. Floats are read as the decimal they
+        print as, so ``0.29`` means exactly 29/100.
+
+    Returns
+    -------
+    int
+        The coreset size, between 1 and ``n_train``.
+
+    Raises
+    ------
+    ValueError
+        If ``fraction`` is outside (0, 1] or the floor gives an empty coreset.
+
+    Examples
+    --------
+    >>> coreset_size(20880, 0.7)
+    14616
+    >>> coreset_size(7086, 0.01)
+    70
+    """
+    check_scalar(n_train, "n_train", numbers.Integral, min_val=1)
+    size = math.floor(_as_fraction(fraction, "fraction") * int(n_train))
+    if size < 1:
+        raise ValueError(
+            f"The 'fraction' parameter {fraction!r} gives an empty coreset for "
+            f"n_train={n_train} (floor({fraction} × {n_train}) = 0)."
+        )
+    return size
+
+
+def resolve_budget(n_train: int, budget) -> int:
+    """Turn a budget given as a count (int) or a fraction (float in (0, 1]) into a count.
+
+    Raises
+    ------
+    ValueError
+        If a count is below 1 or above ``n_train``, or a fraction is outside (0, 1].
+    """
+    check_scalar(n_train, "n_train", numbers.Integral, min_val=1)
+    if isinstance(budget, numbers.Integral) and not isinstance(budget, bool):
+        if not 1 <= budget <= n_train:
+            raise ValueError(
+                f"The 'budget' parameter must be an int in the range [1, {n_train}] "
+                f"(n_train={n_train}) or a fraction in (0, 1]. Got {budget!r} instead."
+            )
+        return int(budget)
+    return coreset_size(n_train, budget)
