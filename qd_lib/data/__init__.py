@@ -1,4 +1,37 @@
-"""Dataset manifests, splits, budgets and image loading."""
-from qd_lib.data.budget import coreset_size, resolve_budget
+"""Dataset manifests, splits, coreset budgets and image loading.
 
-__all__ = ["coreset_size", "resolve_budget"]
+``Manifest``/``DatasetInfo``
+    One label-table schema for every IQA dataset, validated, hashed, saved atomically.
+``IQADataset``/``check_images``
+    Reading the images a manifest names (PIL), with missing or corrupt files reported by name.
+``coreset_size``/``resolve_budget``
+    ``floor(fraction × n_train)`` in exact arithmetic.
+``qd_lib.data.synthetic``
+    The offline proxy benchmark.
+"""
+from qd_lib.data.budget import coreset_size, resolve_budget
+from qd_lib.data.dataset import ImageCheckReport, IQADataset, check_images
+from qd_lib.data.manifest import (
+    SPLIT_PARTS,
+    DatasetInfo,
+    Manifest,
+    denormalize_mos,
+    normalize_mos,
+    split_by_groups,
+    split_by_rows,
+)
+
+__all__ = [
+    "SPLIT_PARTS",
+    "DatasetInfo",
+    "IQADataset",
+    "ImageCheckReport",
+    "Manifest",
+    "check_images",
+    "coreset_size",
+    "denormalize_mos",
+    "normalize_mos",
+    "resolve_budget",
+    "split_by_groups",
+    "split_by_rows",
+]

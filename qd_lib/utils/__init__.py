@@ -11,15 +11,15 @@ from qd_lib.utils.io import atomic_write_bytes, atomic_write_json, atomic_write_
 from qd_lib.utils.progress import progress
 
 __all__ = [
-    "QDError",
-    "ManifestError",
-    "ImageReadError",
     "CacheMismatchError",
+    "ImageReadError",
+    "ManifestError",
     "OfflineWeightsError",
+    "QDError",
     "UnknownNameError",
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_text",
-    "sha256_file",
     "progress",
+    "sha256_file",
 ]

@@ -1,0 +1,41 @@
+"""Shared fixtures. Progress bars are off in tests (``TQDM_DISABLE``)."""
+import os
+
+os.environ.setdefault("TQDM_DISABLE", "1")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import pandas as pd
+import pytest
+
+from qd_lib.data import DatasetInfo, Manifest
+
+
+@pytest.fixture(scope="session")
+def tiny_bench():
+    """The ``tiny`` proxy benchmark at its default location (built once, then reused)."""
+    from qd_lib.data.synthetic import build_proxy_benchmark
+
+    return build_proxy_benchmark("tiny")
+
+
+@pytest.fixture
+def small_table():
+    """A valid 6-row manifest table with two split schemes."""
+    return pd.DataFrame({
+        "image_id": [f"I{i:02d}.png" for i in range(6)],
+        "relpath": [f"images/I{i:02d}.png" for i in range(6)],
+        "mos": [1.0, 2.5, 3.0, 4.5, 5.0, 2.0],
+        "group": ["A", "A", "B", "B", "C", "C"],
+        "split_paper": ["train", "train", "train", "val", "test", "test"],
+        "split_content": ["train", "train", "val", "val", "test", "test"],
+    })
+
+
+@pytest.fixture
+def small_info():
+    return DatasetInfo(name="toy", mos_range=(1.0, 5.0))
+
+
+@pytest.fixture
+def small_manifest(small_table, small_info):
+    return Manifest(small_table, small_info)
