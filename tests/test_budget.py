@@ -49,7 +49,8 @@ def test_bad_types_and_empty_coreset():
 def test_resolve_budget_counts_and_fractions():
     assert resolve_budget(7086, 70) == 70
     assert resolve_budget(7086, 0.01) == 70
-    with pytest.raises(ValueError, match=r"'budget'.*\[1, 10\].*Got 11"):
+    assert resolve_budget(10, 0) == 0
+    with pytest.raises(ValueError, match=r"'budget'.*\[0, 10\].*Got 11"):
         resolve_budget(10, 11)
     with pytest.raises(ValueError, match="'budget'"):
-        resolve_budget(10, 0)
+        resolve_budget(10, -1)

@@ -78,16 +78,18 @@ def coreset_size(n_train: int, fraction) -> int:
 def resolve_budget(n_train: int, budget) -> int:
     """Turn a budget given as a count (int) or a fraction (float in (0, 1]) into a count.
 
+    A count of 0 is allowed and means an empty coreset; a fraction must give at least one row.
+
     Raises
     ------
     ValueError
-        If a count is below 1 or above ``n_train``, or a fraction is outside (0, 1].
+        If a count is negative or above ``n_train``, or a fraction is outside (0, 1].
     """
     check_scalar(n_train, "n_train", numbers.Integral, min_val=1)
     if isinstance(budget, numbers.Integral) and not isinstance(budget, bool):
-        if not 1 <= budget <= n_train:
+        if not 0 <= budget <= n_train:
             raise ValueError(
-                f"The 'budget' parameter must be an int in the range [1, {n_train}] "
+                f"The 'budget' parameter must be an int in the range [0, {n_train}] "
                 f"(n_train={n_train}) or a fraction in (0, 1]. Got {budget!r} instead."
             )
         return int(budget)

@@ -253,7 +253,7 @@ def select(method: str, features, budget, *, mos=None, seed: int | None = 0,
         array or the key ``"embedding"``; Q-Diverse reads ``"content"`` and ``"quality"``.
         Memory-mapped arrays are used in place, without a copy.
     budget : int or float
-        Number of rows to select, or a fraction in (0, 1] turned into
+        Number of rows to select (0 gives an empty selection), or a fraction in (0, 1] turned into
         ``floor(fraction × n_samples)`` exactly (:func:`qd_lib.data.coreset_size`).
     mos : array-like of shape (n_samples,), optional
         Mean opinion scores; required by methods that bin them into classes, ignored by the
@@ -290,6 +290,10 @@ def select(method: str, features, budget, *, mos=None, seed: int | None = 0,
         raise TypeError(
             f"Unknown option(s) {unknown} for method {method!r}. Valid options: {sorted(known)}."
         )
+    if size == 0:  # an empty coreset needs no method run
+        return Selection(indices=np.empty(0, dtype=np.int64), method=method, budget=0,
+                         n_samples=n, seed=None if seed is None else int(seed),
+                         params=dict(options), info={"empty": True})
     rng = check_random_state(seed)
     out = spec.func(arrays, size, mos=mos_arr, random_state=rng, **options)
     indices = np.asarray(out.indices, dtype=np.int64)
