@@ -37,8 +37,7 @@ def plot_mos_histogram(manifest: Manifest, *, scheme: str | None = None, bins: i
             if len(rows):
                 ax.hist(mos[rows], bins=edges, histtype="step", linewidth=1.6,
                         label=f"{part} ({len(rows)})")
-    proxy = " (proxy MOS)" if manifest.info.proxy else ""
-    ax.set(xlabel=f"MOS{proxy}", ylabel="images", xlim=(lo, hi),
+    ax.set(xlabel="proxy MOS" if manifest.info.proxy else "MOS", ylabel="images", xlim=(lo, hi),
            title=f"{manifest.name}" + (f" — split '{scheme}'" if scheme else ""))
     ax.legend(frameon=False)
     return ax
