@@ -10,7 +10,6 @@
     The offline proxy benchmark.
 """
 from qd_lib.data.budget import coreset_size, resolve_budget
-from qd_lib.data.dataset import ImageCheckReport, IQADataset, check_images
 from qd_lib.data.manifest import (
     SPLIT_PARTS,
     DatasetInfo,
@@ -35,3 +34,16 @@ __all__ = [
     "split_by_groups",
     "split_by_rows",
 ]
+
+
+_TORCH_BACKED = {"IQADataset", "ImageCheckReport", "check_images"}
+
+
+def __getattr__(name):
+    # The image-reading half imports torch; load it on first use so that selection workers
+    # and label-only code start fast.
+    if name in _TORCH_BACKED:
+        from qd_lib.data import dataset
+
+        return getattr(dataset, name)
+    raise AttributeError(f"module 'qd_lib.data' has no attribute {name!r}")

@@ -16,5 +16,12 @@ from qd_lib.selection.base import (
     select,
 )
 
-__all__ = ["select", "available_methods", "get_method", "register", "Selection", "MethodOutput",
-           "MethodSpec"]
+__all__ = [
+    "MethodOutput",
+    "MethodSpec",
+    "Selection",
+    "available_methods",
+    "get_method",
+    "register",
+    "select",
+]

@@ -104,11 +104,12 @@ def check_array_2d(X: Any, name: str = "X", *, dtype=np.float64, allow_memmap: b
                    min_rows: int = 1) -> np.ndarray:
     """Return ``X`` as a finite 2-D float array.
 
-    A ``numpy.memmap`` (or any ndarray of the right dtype) is returned without a copy when
-    ``allow_memmap`` is true, so out-of-core callers keep streaming from disk; finiteness is then
-    checked in row chunks.
+    A ``numpy.memmap`` (or any float16/32/64 ndarray) is returned without a copy when
+    ``allow_memmap`` is true, so out-of-core callers keep streaming from disk (and must cast
+    row blocks themselves); finiteness is then checked in row chunks.
     """
-    if allow_memmap and isinstance(X, np.ndarray) and X.dtype in (np.float32, np.float64):
+    if allow_memmap and isinstance(X, np.ndarray) and X.dtype in (np.float16, np.float32,
+                                                                  np.float64):
         arr = X
     else:
         try:

@@ -3,4 +3,7 @@
 One module per method. To add a method, write a module here with a function decorated by
 :func:`qd_lib.selection.base.register` and import it below.
 """
-from qd_lib.selection.methods import random  # noqa: F401
+from qd_lib.selection.methods import (
+    qdiverse,  # noqa: F401
+    random,  # noqa: F401
+)

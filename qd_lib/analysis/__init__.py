@@ -1,0 +1,6 @@
+"""Training-free analysis of coresets: how well a coreset covers the MOS scale and the
+embedding space, compared with the full training split; t-SNE layouts for the maps."""
+from qd_lib.analysis.coverage import coverage_table, covering_radius, mos_coverage
+from qd_lib.analysis.tsne import tsne_layout
+
+__all__ = ["mos_coverage", "covering_radius", "coverage_table", "tsne_layout"]

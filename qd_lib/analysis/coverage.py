@@ -1,0 +1,135 @@
+"""Coverage numbers: a cheap, training-free comparison of coresets.
+
+For a coreset S of a training split T:
+
+``bins_hit``
+    Share of the MOS bins occupied by T that S also occupies (equal-width bins over the
+    dataset's fixed MOS range).
+``range_ratio``
+    (max − min of S's MOS) / (max − min of T's MOS).
+``wasserstein``
+    Wasserstein-1 distance between S's and T's MOS distributions, divided by the MOS range
+    (0 = identical, scale-free).
+``ks``
+    Two-sample Kolmogorov–Smirnov statistic between S's and T's MOS.
+``covering_radius``
+    max over t ∈ T of min over s ∈ S of ‖x_t − x_s‖ in an embedding space, divided by the
+    same quantity for a single centre at the mean (so 1 means "no better than one point").
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from qd_lib.utils.validation import check_array_2d, check_scalar
+
+
+def mos_coverage(mos_full, mos_subset, *, mos_range, bins: int = 10) -> dict[str, float]:
+    """MOS coverage of a subset relative to the full training split.
+
+    Parameters
+    ----------
+    mos_full : array-like of shape (n,)
+        MOS of the full training split.
+    mos_subset : array-like of shape (m,)
+        MOS of the coreset (m ≥ 1).
+    mos_range : (float, float)
+        The dataset's fixed native range (bins span it).
+    bins : int, default=10
+        Number of equal-width bins.
+
+    Returns
+    -------
+    dict with keys ``bins_hit``, ``range_ratio``, ``wasserstein``, ``ks``, ``n_full``,
+    ``n_subset``.
+    """
+    check_scalar(bins, "bins", int, min_val=1)
+    full = np.asarray(mos_full, dtype=np.float64)
+    sub = np.asarray(mos_subset, dtype=np.float64)
+    if full.ndim != 1 or len(full) < 2:
+        raise ValueError(f"The 'mos_full' parameter must be 1-D with at least 2 scores. "
+                         f"Got shape {full.shape}.")
+    if sub.ndim != 1 or len(sub) < 1:
+        raise ValueError(f"The 'mos_subset' parameter must be 1-D and non-empty. "
+                         f"Got shape {sub.shape}.")
+    lo, hi = (float(v) for v in mos_range)
+    edges = np.linspace(lo, hi, bins + 1)
+    occupied_full = np.histogram(full, edges)[0] > 0
+    occupied_sub = np.histogram(sub, edges)[0] > 0
+    spread = full.max() - full.min()
+    return {
+        "bins_hit": float((occupied_sub & occupied_full).sum() / max(1, occupied_full.sum())),
+        "range_ratio": float((sub.max() - sub.min()) / spread) if spread > 0 else 1.0,
+        "wasserstein": float(stats.wasserstein_distance(full, sub) / (hi - lo)),
+        "ks": float(stats.ks_2samp(full, sub).statistic),
+        "n_full": len(full),
+        "n_subset": len(sub),
+    }
+
+
+def covering_radius(features, selected, *, normalize: bool = True,
+                    chunk_size: int = 4096) -> float:
+    """Largest distance from any row of ``features`` to its nearest selected row.
+
+    Computed in row chunks (memory O(chunk · |S|)), never as an N×N matrix.
+
+    Parameters
+    ----------
+    features : array-like of shape (n, d)
+    selected : array-like of int
+        Row indices of the coreset.
+    normalize : bool, default=True
+        Divide by the covering radius of the single point nearest the mean, so values are
+        comparable across embeddings (1 = no better than one well-placed point).
+    """
+    X = check_array_2d(features, "features")
+    idx = np.asarray(selected, dtype=np.int64)
+    if idx.ndim != 1 or len(idx) == 0 or idx.min() < 0 or idx.max() >= len(X):
+        raise ValueError(f"The 'selected' parameter must be non-empty row indices in "
+                         f"[0, {len(X)}).")
+    centres = np.asarray(X[idx], dtype=np.float64)
+    c_sq = (centres ** 2).sum(1)
+    radius = 0.0
+    for start in range(0, len(X), chunk_size):
+        block = np.asarray(X[start:start + chunk_size], dtype=np.float64)
+        d2 = (block ** 2).sum(1)[:, None] + c_sq[None, :] - 2.0 * block @ centres.T
+        radius = max(radius, float(np.sqrt(max(0.0, np.maximum(d2, 0).min(1).max()))))
+    if not normalize:
+        return radius
+    mean = np.asarray(X, dtype=np.float64).mean(0)
+    nearest = int(np.argmin(((np.asarray(X, dtype=np.float64) - mean) ** 2).sum(1)))
+    base = covering_radius(X, [nearest], normalize=False, chunk_size=chunk_size)
+    return radius / base if base > 0 else 0.0
+
+
+def coverage_table(mos, selections, *, mos_range, features=None, bins: int = 10) -> pd.DataFrame:
+    """Coverage numbers for several coresets of one training split.
+
+    Parameters
+    ----------
+    mos : array-like of shape (n,)
+        MOS of the training split (row-aligned with ``features`` and the selections).
+    selections : mapping
+        ``{(method, fraction): indices}`` (or ``Selection`` objects).
+    mos_range : (float, float)
+        The dataset's fixed MOS range.
+    features : array-like of shape (n, d), optional
+        Embedding for the covering radius (omitted when ``None``).
+    bins : int, default=10
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (method, fraction).
+    """
+    mos = np.asarray(mos, dtype=np.float64)
+    rows = []
+    for (method, fraction), sel in selections.items():
+        idx = np.asarray(getattr(sel, "indices", sel), dtype=np.int64)
+        row = {"method": method, "fraction": fraction,
+               **mos_coverage(mos, mos[idx], mos_range=mos_range, bins=bins)}
+        if features is not None:
+            row["covering_radius"] = covering_radius(features, idx)
+        rows.append(row)
+    return pd.DataFrame(rows).sort_values(["fraction", "method"]).reset_index(drop=True)
