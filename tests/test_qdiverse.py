@@ -596,6 +596,48 @@ def test_memmap_streaming_keeps_memory_per_batch(tmp_path):
 
 
 # -------------------------------------------------------------------- options and presets
+
+def test_float16_memmap_gives_the_float32_in_memory_selection(tmp_path):
+    feats = features(500, dc=24, dq=16, seed=23)
+    mm = {}
+    for key, arr in feats.items():
+        np.save(tmp_path / f"{key}.npy", arr.astype(np.float16))
+        mm[key] = np.load(tmp_path / f"{key}.npy", mmap_mode="r")
+    assert all(isinstance(v, np.memmap) and v.dtype == np.float16 for v in mm.values())
+    cast = {k: np.array(v, dtype=np.float32) for k, v in mm.items()}  # the same values, in RAM
+    for extra in ({}, {"batch_order": "shuffle", "distance_dtype": "float64"}):
+        opts = dict(seed=3, batch_size=120, n_landmarks=40, **extra)
+        ref = run(cast, 61, **opts)
+        half = run(mm, 61, **opts)
+        assert np.array_equal(ref.indices, half.indices)
+        assert np.array_equal(ref.gains, half.gains, equal_nan=True)
+    # the workers re-open the float16 file by path and cast their batches themselves
+    opts = dict(seed=3, batch_size=120, n_landmarks=40)
+    par = run(mm, 61, n_jobs=2, **opts)
+    assert par.info["data_transport"] == "path"
+    assert np.array_equal(run(cast, 61, **opts).indices, par.indices)
+
+
+def test_select_does_not_copy_a_float16_memmap(tmp_path):
+    n, dc, dq = 24_576, 1024, 256  # content: 48 MiB of float16, several finiteness-check chunks
+    rng = np.random.default_rng(5)
+    for key, d in (("content", dc), ("quality", dq)):
+        out = np.lib.format.open_memmap(tmp_path / f"{key}.npy", mode="w+", dtype=np.float16,
+                                        shape=(n, d))
+        for start in range(0, n, 4096):
+            out[start:start + 4096] = rng.standard_normal((4096, d), dtype=np.float32)
+        out.flush()
+        del out
+    mm = {k: np.load(tmp_path / f"{k}.npy", mmap_mode="r") for k in ("content", "quality")}
+    tracemalloc.start()
+    try:
+        sel = run(mm, 0.05, seed=0, batch_size=256, n_landmarks=64)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert sel.budget == n // 20 and len(np.unique(sel.indices)) == sel.budget
+    # a whole copy of the content would take n*dc*2 bytes (float16) or twice that (float32)
+    assert peak < n * dc * 2 / 2
 @pytest.mark.parametrize("option, value", [
     ("distance_norm", "median"), ("distance_norm", "none"), ("combine", "squared"),
     ("combine", "kernel"), ("bandwidth", 0.3), ("z_bandwidth", 0.5), ("self_loops", False),

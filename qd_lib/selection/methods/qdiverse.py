@@ -24,10 +24,11 @@ allocation are inferred. Each is a named option whose default is the design note
 recommendation; :data:`QDIVERSE_PRESETS` holds the per-dataset hyperparameters of the
 supplement (§E.1, §F.3), with the values it does not state marked as inferred.
 
-Out-of-core use: pass ``numpy.load(path, mmap_mode="r")`` arrays. Each batch's rows are read
-(and copied) only while that batch runs, so the memory beyond the mapped file is
-``O(b² + b·d)``; with ``n_jobs > 1`` the workers receive the file name and the batch's rows and
-map the file themselves, instead of receiving pickled arrays.
+Out-of-core use: pass ``numpy.load(path, mmap_mode="r")`` arrays, float16, float32 or float64.
+Each batch's rows are read (and copied; float16 rows cast to float32) only while that batch
+runs, so the memory beyond the mapped file is ``O(b² + b·d)``; with ``n_jobs > 1`` the
+workers receive the file name and the batch's rows and map the file themselves, instead of
+receiving pickled arrays.
 
 Every batch runs its BLAS calls on a single thread (float32 GEMM results depend on the thread
 count); that is what makes serial and parallel runs bit-identical. Use ``n_jobs`` to use more
@@ -336,10 +337,16 @@ class _BatchTask:
 
 
 def _read_rows(source, rows) -> np.ndarray | None:
+    """One batch's rows. float16 storage is widened here, batch by batch (exactly), so a
+    half-precision memmap is never converted as a whole and every later stage sees
+    float32/float64."""
     if source is None:
         return None
     array = source.open() if isinstance(source, _MemmapRef) else source
-    return array[rows]
+    block = array[rows]
+    if block.dtype == np.float16:
+        block = block.astype(np.float32)
+    return block
 
 
 _THREADPOOL_CONTROLLER = None
