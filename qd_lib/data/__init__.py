@@ -17,7 +17,7 @@
 """
 from qd_lib.data.budget import coreset_size, resolve_budget
 from qd_lib.data.builders import available_datasets, dataset_root
-from qd_lib.data.catalog import LoadedDataset, check_dataset, load_manifest
+from qd_lib.data.catalog import LoadedDataset, check_dataset, load_manifest, open_dataset
 from qd_lib.data.manifest import (
     SPLIT_PARTS,
     DatasetInfo,
@@ -42,6 +42,7 @@ __all__ = [
     "dataset_root",
     "denormalize_mos",
     "load_manifest",
+    "open_dataset",
     "normalize_mos",
     "resolve_budget",
     "split_by_groups",

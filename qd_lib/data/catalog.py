@@ -191,6 +191,17 @@ def load_manifest(name, root: str | Path | None = None, scheme: str = "paper") -
     return LoadedDataset(manifest.name, manifest, root, scheme, path)
 
 
+def open_dataset(name, root: str | Path | None = None, scheme: str = "paper") -> LoadedDataset:
+    """Like :func:`load_manifest`, but a proxy preset (``proxy-tiny`` …) is built if missing."""
+    if isinstance(name, str) and name.lower().startswith(PROXY_PREFIX):
+        preset = name.lower()[len(PROXY_PREFIX):]
+        if preset in PROXY_PRESETS and not (data_root() / name.lower() / "manifest.csv").is_file():
+            from qd_lib.data.synthetic import build_proxy_benchmark
+
+            build_proxy_benchmark(preset)
+    return load_manifest(name, root=root, scheme=scheme)
+
+
 def check_dataset(dataset, root: str | Path | None = None, *, scheme: str | None = None,
                   part: str | None = None, decode: bool = False, n_show: int = 5,
                   show_progress: bool | None = None):
