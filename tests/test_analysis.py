@@ -75,3 +75,18 @@ def test_coreset_figures_draw_every_panel():
     fig = plot_coverage_panels(mos, {"a": mos[:10], "b": mos[10:30]}, mos_range=(1, 5))
     assert len(fig.axes) == 2
     plt.close(fig)
+
+
+def test_save_table_writes_csv_markdown_booktabs_and_provenance(tmp_path):
+    import pandas as pd
+
+    from qd_lib.viz import save_table
+
+    table = pd.DataFrame({"method": ["qdiverse", "random"], "srcc": [0.81234, 0.7]})
+    files = save_table(table, "t", folder=tmp_path, provenance={"runs": ["a"]})
+    assert files["md"].read_text().splitlines() == [
+        "| method | srcc |", "|---|---|", "| qdiverse | 0.8123 |", "| random | 0.7000 |"]
+    tex = files["tex"].read_text()
+    assert "\\toprule" in tex and "qdiverse & 0.8123" in tex
+    assert pd.read_csv(files["csv"])["srcc"].tolist() == [0.81234, 0.7]
+    assert '"runs"' in files["json"].read_text()

@@ -126,9 +126,15 @@ def selection_features(method: str, dataset, rows, *, feature_set: str | Feature
         One array per input key the method declares (``content``/``quality``, ``embedding``,
         ``probs``).
     """
+    return feature_inputs(get_method(method).inputs, dataset, rows, feature_set=feature_set,
+                          seed=seed, **extract_options)
+
+
+def feature_inputs(keys, dataset, rows, *, feature_set: str | FeatureSet = "offline",
+                   seed: int = 0, **extract_options) -> dict[str, np.ndarray]:
+    """Arrays for the input roles ``keys`` (``content``, ``quality``, ``embedding``, ``probs``)."""
     from qd_lib.encoders import extract
 
-    spec = get_method(method)
     fs = get_feature_set(feature_set)
     rows = np.asarray(rows, dtype=np.int64)
 
@@ -137,7 +143,7 @@ def selection_features(method: str, dataset, rows, *, feature_set: str | Feature
         return np.asarray(emb[output] if output else emb.array)
 
     out = {}
-    for key in spec.inputs:
+    for key in keys:
         if key in ("content", "quality"):
             out[key] = encode(getattr(fs, key))
         elif key == "embedding":
@@ -145,9 +151,9 @@ def selection_features(method: str, dataset, rows, *, feature_set: str | Feature
         elif key == "probs":
             out[key] = encode(*fs.probs) if fs.probs else soft_cluster_probabilities(
                 encode(fs.quality), seed=seed)
-        else:  # a method declaring an input this module does not know
-            raise ValueError(f"Method {method!r} reads input {key!r}, which feature set "
-                             f"{fs.name!r} does not provide.")
+        else:
+            raise ValueError(f"Input role {key!r} is not provided by feature set {fs.name!r}; "
+                             "roles: content, quality, embedding, probs.")
     return out
 
 
@@ -263,3 +269,42 @@ def run_selections(dataset, method: str, fractions, *, feature_set: str = "offli
         summary.append({"fraction": fraction, "budget": sel.budget, "n_train": len(rows),
                         "seconds": round(seconds, 3), "record": display_path(path)})
     return pd.DataFrame(summary), selections
+
+
+def select_grid(dataset, methods, fractions, *, feature_set: str = "offline", seed: int = 0,
+                options: dict | None = None, out_dir=None, **extract_options):
+    """Coresets of the training split for every method × fraction (records saved).
+
+    Features are extracted once per input role and shared by all methods.
+
+    Parameters
+    ----------
+    dataset : LoadedDataset
+    methods : sequence of str
+    fractions : sequence of float
+    feature_set : str, default="offline"
+    seed : int, default=0
+    options : dict, optional
+        ``{method: {option: value}}``.
+
+    Returns
+    -------
+    summary : pandas.DataFrame
+        One row per method × fraction.
+    selections : dict
+        ``{method: {fraction: Selection}}``.
+    """
+    rows = dataset.indices("train")
+    cache: dict[str, np.ndarray] = {}
+    summaries, grid = [], {}
+    for method in methods:
+        needed = [k for k in get_method(method).inputs if k not in cache]
+        cache.update(feature_inputs(needed, dataset, rows, feature_set=feature_set, seed=seed,
+                                    **extract_options))
+        features = {k: cache[k] for k in get_method(method).inputs}
+        summary, grid[method] = run_selections(
+            dataset, method, fractions, feature_set=feature_set, seed=seed,
+            options=(options or {}).get(method), out_dir=out_dir, features=features)
+        summaries.append(summary.assign(method=method))
+    return pd.concat(summaries, ignore_index=True), grid
+

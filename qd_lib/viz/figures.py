@@ -75,3 +75,44 @@ def save_figure(fig, name: str, *, folder=None, provenance: dict | None = None,
     }
     written["json"] = atomic_write_json(folder / f"{name}.json", record)
     return written
+
+
+def markdown_table(table, float_format: str = "%.4f") -> str:
+    """A GitHub-flavoured Markdown table of a DataFrame (no extra dependency)."""
+    def cell(value):
+        if isinstance(value, float):
+            return float_format % value
+        return str(value)
+
+    header = "| " + " | ".join(map(str, table.columns)) + " |"
+    rule = "|" + "|".join("---" for _ in table.columns) + "|"
+    body = ["| " + " | ".join(cell(v) for v in row) + " |"
+            for row in table.itertuples(index=False, name=None)]
+    return "\n".join([header, rule, *body]) + "\n"
+
+
+def save_table(table, name: str, *, folder=None, provenance: dict | None = None,
+               float_format: str = "%.4f") -> dict[str, Path]:
+    """Save a DataFrame as ``<name>.csv``, ``.md`` and ``.tex`` (booktabs) plus ``.json``.
+
+    Returns
+    -------
+    dict of str to Path
+        The written files by format.
+    """
+    folder = Path(folder) if folder is not None else figures_dir()
+    written = {
+        "csv": atomic_write_bytes(folder / f"{name}.csv",
+                                  table.to_csv(index=False).encode("utf-8")),
+        "md": atomic_write_bytes(folder / f"{name}.md",
+                                 markdown_table(table, float_format).encode("utf-8")),
+        "tex": atomic_write_bytes(folder / f"{name}.tex", table.to_latex(
+            index=False, float_format=float_format.__mod__).encode("utf-8")),
+    }
+    written["json"] = atomic_write_json(folder / f"{name}.json", {
+        "table": name, "files": {fmt: display_path(p) for fmt, p in written.items()},
+        "provenance": provenance or {},
+        "versions": {"qd_lib": __version__, "python": platform.python_version()},
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+    })
+    return written
