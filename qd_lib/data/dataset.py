@@ -62,8 +62,15 @@ class ImageCheckReport:
         return f"{len(self.bad_ids)} of {self.n_checked} images bad: " + "; ".join(parts)
 
 
+_SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
+
+
 def _read_rgb(path: Path) -> Image.Image:
     with Image.open(path) as img:
+        if img.mode in _SIXTEEN_BIT_MODES:
+            # 16-bit greyscale: PIL's convert("RGB") clips at 255; rescale to 8 bits instead.
+            values = np.asarray(img, dtype=np.float64) / 257.0
+            img = Image.fromarray(np.rint(values).astype(np.uint8))  # mode "L"
         return img.convert("RGB")
 
 

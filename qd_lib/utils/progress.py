@@ -1,6 +1,7 @@
 """Progress bars (``tqdm.auto``: a widget in Jupyter, text in a terminal)."""
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from typing import TypeVar
 
@@ -25,6 +26,8 @@ def progress(iterable: Iterable[T] | None = None, *, desc: str | None = None,
         ``False`` hides the bar, ``True`` forces it. ``None`` (default) leaves the choice to
         tqdm, which honours the ``TQDM_DISABLE`` environment variable.
     """
+    if enabled is None and os.environ.get("TQDM_DISABLE", "").lower() in ("1", "true", "yes"):
+        enabled = False  # tqdm.notebook ignores the variable, so honour it here
     if enabled is not None:
         kwargs["disable"] = not enabled
     return tqdm(iterable, desc=desc, total=total, **kwargs)
