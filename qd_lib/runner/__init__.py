@@ -1,0 +1,56 @@
+"""Experiment runner: one run, a resumable sweep (optionally on Dask), tables from run records.
+
+>>> from qd_lib.runner import RunSpec, run_experiment, run_sweep, collect_runs, summarise
+>>> spec = RunSpec(dataset="proxy-tiny", method="random", fraction=0.5, seed=0,
+...                model="maniqa", config="tiny")
+>>> record = run_experiment(spec)                                  # doctest: +SKIP
+>>> record["status"], record["metrics"]["srcc"]                    # doctest: +SKIP
+
+Command line::
+
+    python -m qd_lib.runner sweep notebooks/sweeps/smoke.yaml [--dry-run] [--force]
+    python -m qd_lib.runner table notebooks/sweeps/smoke.yaml
+
+Each run writes ``runs/<run_id>/`` (``params.json``, ``selection.json``, ``metrics.json``, see
+:mod:`qd_lib.runner.experiment`); a sweep skips runs whose ``metrics.json`` says ``ok`` with the
+same spec hash and records failed ones without stopping.
+"""
+from qd_lib.runner.experiment import (
+    RunRecordError,
+    read_record,
+    run_experiment,
+    run_status,
+    select_coreset,
+)
+from qd_lib.runner.features import (
+    FEATURE_SOURCES,
+    get_features,
+    pixel_features,
+    register_feature_source,
+)
+from qd_lib.runner.records import collect_runs, format_table, save_table, summarise
+from qd_lib.runner.spec import SCHEMA_VERSION, RunSpec, expand, load_sweep, validate_spec
+from qd_lib.runner.sweep import SweepReport, run_sweep
+
+__all__ = [
+    "FEATURE_SOURCES",
+    "SCHEMA_VERSION",
+    "RunRecordError",
+    "RunSpec",
+    "SweepReport",
+    "collect_runs",
+    "expand",
+    "format_table",
+    "get_features",
+    "load_sweep",
+    "pixel_features",
+    "read_record",
+    "register_feature_source",
+    "run_experiment",
+    "run_status",
+    "run_sweep",
+    "save_table",
+    "select_coreset",
+    "summarise",
+    "validate_spec",
+]

@@ -1,0 +1,172 @@
+"""Sweeps: every RunSpec of a sweep file, skipping finished runs, on one machine or on Dask.
+
+>>> from qd_lib.runner import run_sweep
+>>> report = run_sweep("notebooks/sweeps/smoke.yaml")                     # doctest: +SKIP
+>>> report.counts                                                          # doctest: +SKIP
+{'ok': 4, 'failed': 0, 'skipped': 0}
+
+With ``client=`` (a ``dask.distributed.Client``, or anything with ``submit`` and ``gather``)
+each pending run becomes one task; workers must see the same file system (the runs folder and
+the dataset). Failures are recorded by the run itself, so one bad run never stops the others.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from qd_lib.paths import display_path, runs_dir
+from qd_lib.runner.experiment import run_experiment, run_status
+from qd_lib.runner.spec import FULL_METHOD, RunSpec, expand, load_sweep
+from qd_lib.utils.progress import progress
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class SweepReport:
+    """What a sweep did.
+
+    Attributes
+    ----------
+    name : str or None
+        The sweep's name.
+    records : list of dict
+        One ``metrics.json`` record per run (``skipped`` marks runs found finished).
+    plan : list of dict
+        With ``dry_run``: run id, dataset, method, fraction, seed, budget and current status.
+    seconds : float
+        Wall time.
+    """
+
+    name: str | None
+    records: list = field(default_factory=list)
+    plan: list = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def counts(self) -> dict[str, int]:
+        skipped = sum(1 for r in self.records if r.get("skipped"))
+        ok = sum(1 for r in self.records if r.get("status") == "ok" and not r.get("skipped"))
+        failed = sum(1 for r in self.records if r.get("status") == "failed")
+        return {"ok": ok, "failed": failed, "skipped": skipped}
+
+    @property
+    def failed(self) -> list[dict]:
+        return [r for r in self.records if r.get("status") == "failed"]
+
+
+def _budget_of(spec: RunSpec, cache: dict) -> int | None:
+    from qd_lib.data import coreset_size
+    from qd_lib.runner.experiment import _load_dataset
+
+    try:
+        if spec.dataset not in cache:
+            loaded = _load_dataset(spec)
+            cache[spec.dataset] = len(loaded.manifest.split_indices(spec.scheme, "train"))
+        n_train = cache[spec.dataset]
+        return n_train if spec.method == FULL_METHOD else coreset_size(n_train, spec.fraction)
+    except Exception as exc:  # dry runs report, never fail
+        logger.warning("%s: budget unknown (%s)", spec.dataset, exc)
+        return None
+
+
+def _execute(spec: RunSpec, runs_root: str, force: bool, device: str, keep_checkpoint: bool,
+             torch_threads: int | None) -> dict:
+    """The task a Dask worker runs (importable, so it pickles by reference)."""
+    return run_experiment(spec, runs_root=runs_root, force=force, device=device,
+                          keep_checkpoint=keep_checkpoint, show_progress=False,
+                          torch_threads=torch_threads)
+
+
+def run_sweep(sweep, *, runs_root=None, force: bool = False, dry_run: bool = False,
+              client=None, device: str = "auto", keep_checkpoint: bool = False,
+              torch_threads: int | None = None, show_progress: bool | None = None
+              ) -> SweepReport:
+    """Run every experiment of ``sweep`` that has not finished yet.
+
+    Parameters
+    ----------
+    sweep : path, mapping or list of RunSpec
+        A sweep file, its content, or already expanded specs.
+    runs_root : path, optional
+        Where run folders go (default :func:`qd_lib.paths.runs_dir`).
+    force : bool, default=False
+        Re-run finished runs too (their folders are deleted first).
+    dry_run : bool, default=False
+        Validate and list the runs with their budgets and status; run nothing.
+    client : dask.distributed.Client, optional
+        Run the pending experiments as tasks on this cluster.
+    device : str, default="auto"
+        Training device.
+    keep_checkpoint : bool, default=False
+        Keep each run's last checkpoint.
+    torch_threads : int, optional
+        Threads per run (default: 1 per task with a client, torch's default otherwise).
+    show_progress : bool, optional
+        Progress bars.
+
+    Returns
+    -------
+    SweepReport
+    """
+    t0 = time.perf_counter()
+    if isinstance(sweep, (list, tuple)) and all(isinstance(s, RunSpec) for s in sweep):
+        specs, name = list(sweep), (sweep[0].sweep if sweep else None)
+    else:
+        data = load_sweep(sweep)
+        specs, name = expand(data), data.get("name")
+    root = Path(runs_root) if runs_root is not None else runs_dir()
+    report = SweepReport(name=name)
+    statuses = {s.run_id: run_status(s, root) for s in specs}
+    if dry_run:
+        cache: dict = {}
+        for spec in specs:
+            report.plan.append({"run_id": spec.run_id, "dataset": spec.dataset,
+                                "method": spec.method, "fraction": spec.fraction,
+                                "seed": spec.seed, "model": f"{spec.model}/{spec.config}",
+                                "budget": _budget_of(spec, cache),
+                                "status": statuses[spec.run_id]})
+        report.seconds = round(time.perf_counter() - t0, 3)
+        return report
+    pending = [s for s in specs if force or statuses[s.run_id] != "done"]
+    done = [s for s in specs if s not in pending]
+    for spec in done:
+        report.records.append(run_experiment(spec, runs_root=root))  # reads, returns skipped
+    logger.info("sweep %s: %d runs, %d finished earlier, %d to run%s", name, len(specs),
+                len(done), len(pending), " on Dask" if client is not None else "")
+    if client is not None and pending:
+        threads = 1 if torch_threads is None else torch_threads
+        futures = [client.submit(_execute, spec, str(root), force, device, keep_checkpoint,
+                                 threads, key=f"qd-run-{spec.run_id}", pure=False)
+                   for spec in pending]
+        report.records.extend(client.gather(futures))
+    else:
+        for spec in progress(pending, desc=f"sweep {name}", enabled=show_progress):
+            report.records.append(run_experiment(
+                spec, runs_root=root, force=force, device=device,
+                keep_checkpoint=keep_checkpoint, show_progress=show_progress,
+                torch_threads=torch_threads))
+    _append_index(root, report.records)
+    report.seconds = round(time.perf_counter() - t0, 3)
+    counts = report.counts
+    logger.info("sweep %s: %d ok, %d failed, %d skipped (%.0f s)", name, counts["ok"],
+                counts["failed"], counts["skipped"], report.seconds)
+    for record in report.failed:
+        logger.warning("failed: %s (%s)", record["run_id"], record["error"]["message"][:200])
+    return report
+
+
+def _append_index(root: Path, records: list[dict]) -> None:
+    """One line per executed run in ``runs/index.jsonl`` (the driver writes it, not workers)."""
+    lines = [json.dumps({"run_id": r["run_id"], "sweep": r.get("sweep"), "status": r["status"],
+                         "seconds": r.get("seconds"), "finished_at": r.get("finished_at")})
+             for r in records if not r.get("skipped")]
+    if not lines:
+        return
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / "index.jsonl", "a", encoding="utf-8") as handle:
+        handle.write("\n".join(lines) + "\n")
+    logger.debug("appended %d lines to %s", len(lines), display_path(root / "index.jsonl"))

@@ -1,0 +1,291 @@
+"""Runner: run records, resumable sweeps (locally, on a fake client and on Dask), tables."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from qd_lib.runner import (
+    SCHEMA_VERSION,
+    RunRecordError,
+    RunSpec,
+    collect_runs,
+    expand,
+    format_table,
+    get_features,
+    register_feature_source,
+    run_experiment,
+    run_sweep,
+    save_table,
+    summarise,
+)
+from qd_lib.runner.__main__ import main as cli_main
+from qd_lib.runner.features import FEATURE_SOURCES, soft_levels
+from qd_lib.utils.errors import UnknownNameError
+
+TINY = dict(dataset="proxy-tiny", model="maniqa", config="tiny", overrides={"epochs": 1})
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)  # fast and stable on a shared 2-core machine
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def finished(tiny_bench, tmp_path_factory):
+    """One finished tiny run (shared by the record tests)."""
+    root = tmp_path_factory.mktemp("runs")
+    spec = RunSpec(method="kcenter", fraction=0.25, seed=0, **TINY)
+    return root, spec, run_experiment(spec, runs_root=root)
+
+
+def test_run_ids_and_spec_hashes():
+    spec = RunSpec(method="random", fraction=0.1, seed=2, **TINY)
+    assert spec.run_id.startswith("proxy-tiny__maniqa-tiny__random__f0.10__s2__")
+    assert spec.run_id.endswith(spec.spec_hash[:6])
+    same = RunSpec(method="random", fraction=0.1, seed=2, sweep="other", root="/elsewhere", **TINY)
+    assert same.spec_hash == spec.spec_hash  # name and root do not change the result
+    for changed in (dict(seed=3), dict(fraction=0.2), dict(method_params={"x": 1}),
+                    dict(overrides={"epochs": 2}), dict(features={"source": "encoders"})):
+        kwargs = {**TINY, "method": "random", "fraction": 0.1, "seed": 2, **changed}
+        assert RunSpec(**kwargs).spec_hash != spec.spec_hash
+    assert RunSpec(method="full", fraction=0.3, **TINY).fraction == 1.0
+    assert RunSpec(method="random", fraction=0.1, **{**TINY, "features": "pixels"}).features == {
+        "source": "pixels"}
+    with pytest.raises(ValueError, match="'fraction' parameter"):
+        RunSpec(method="random", fraction=1.5, **TINY)
+
+
+def test_run_writes_its_records(finished, tiny_bench):
+    root, spec, record = finished
+    run_dir = root / spec.run_id
+    assert {p.name for p in run_dir.iterdir()} == {"params.json", "selection.json",
+                                                   "metrics.json", "predictions.csv"}
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    m = tiny_bench.manifest
+    assert metrics["status"] == "ok" and metrics["schema_version"] == SCHEMA_VERSION
+    assert metrics["spec_hash"] == spec.spec_hash
+    assert metrics["test_split_hash"] == m.split_hash("paper", "test")
+    assert metrics["n_test"] == len(m.split_indices("paper", "test"))
+    assert metrics["inference_policy"]["test_crops"] == "five_point"
+    assert metrics["epoch_rule"] == "final" and metrics["plcc_variant"] == "raw"
+    assert {"torch", "numpy", "timm"} <= set(metrics["versions"]) and "git_commit" in metrics
+    assert set(metrics["metrics"]) >= {"srcc", "plcc", "plcc_logistic", "krcc", "rmse"}
+    selection = json.loads((run_dir / "selection.json").read_text())
+    train_ids = set(m.table["image_id"].to_numpy()[m.split_indices("paper", "train")])
+    assert len(selection["image_ids"]) == selection["budget"] == 28  # floor(0.25 × 112)
+    assert set(selection["image_ids"]) <= train_ids
+    assert "pixels" in selection["features"]["label"]
+    assert metrics["n_train"] == 28 and metrics["features"]["source"] == "pixels"
+
+
+def test_finished_runs_are_skipped(finished):
+    root, spec, record = finished
+    path = root / spec.run_id / "metrics.json"
+    before = path.stat().st_mtime_ns
+    again = run_experiment(spec, runs_root=root)
+    assert again["skipped"] and again["metrics"] == record["metrics"]
+    assert path.stat().st_mtime_ns == before
+
+
+def test_incompatible_run_folders_are_refused(finished, tmp_path):
+    root, spec, _ = finished
+    old = tmp_path / spec.run_id
+    old.mkdir()
+    record = json.loads((root / spec.run_id / "metrics.json").read_text())
+    (old / "metrics.json").write_text(json.dumps({**record, "schema_version": 0}))
+    with pytest.raises(RunRecordError, match=r"schema_version 0.*reads version 1.*--force"):
+        collect_runs(tmp_path)
+    with pytest.raises(RunRecordError, match="schema_version"):
+        run_experiment(spec, runs_root=tmp_path)
+    (old / "metrics.json").write_text("{not json")
+    with pytest.raises(RunRecordError, match="cannot be read"):
+        collect_runs(tmp_path)
+
+
+def test_sweep_records_a_failure_and_carries_on(tiny_bench, tmp_path):
+    sweep = {"name": "t", "datasets": ["proxy-tiny"], "model": "maniqa", "config": "tiny",
+             "overrides": {"epochs": 1}, "fractions": [0.2], "seeds": [0],
+             "methods": ["random", {"name": "moderate", "params": {"n_bins": 0}}]}
+    report = run_sweep(sweep, runs_root=tmp_path)
+    assert report.counts == {"ok": 1, "failed": 1, "skipped": 0}
+    failed = report.failed[0]
+    stored = json.loads((tmp_path / failed["run_id"] / "metrics.json").read_text())
+    assert stored["status"] == "failed" and "n_bins" in stored["error"]["message"]
+    again = run_sweep(sweep, runs_root=tmp_path)  # the finished run is skipped, the failed redone
+    assert again.counts == {"ok": 0, "failed": 1, "skipped": 1}
+    assert collect_runs(tmp_path)["method"].tolist() == ["random"]
+    assert len(collect_runs(tmp_path, status=None)) == 2
+    lines = (tmp_path / "index.jsonl").read_text().splitlines()
+    assert [json.loads(x)["status"] for x in lines] == ["ok", "failed", "failed"]
+
+
+def test_sweep_files_expand_and_validate(tmp_path):
+    path = tmp_path / "s.yaml"
+    sweep = {"datasets": ["proxy-tiny"], "model": "maniqa", "config": "tiny",
+             "fractions": [0.1, 0.2], "seeds": [0, 1],
+             "methods": ["random", {"name": "qdiverse", "params": {"gamma": 0.7}}, "full"]}
+    path.write_text(yaml.safe_dump(sweep))
+    specs = expand(path)
+    assert len(specs) == 2 * 2 * 2 + 2  # full runs ignore the fractions
+    assert {s.sweep for s in specs} == {"s"}
+    assert specs[4].method_params == {"gamma": 0.7}
+    for bad, kind in ((dict(methods=["kcentre"]), "kcenter"), (dict(config="tinny"), "tiny"),
+                      (dict(model="maniq"), "maniqa"), (dict(seed=[0]), "seeds"),
+                      (dict(methods=[{"name": "qdiverse", "params": {"gama": 1}}]), "gamma"),
+                      (dict(features={"source": "pixel"}), "pixels")):
+        with pytest.raises(UnknownNameError, match=rf"Did you mean \[.*'{kind}'"):
+            expand({**sweep, **bad})
+
+
+def test_cli_dry_run_and_table(finished, tmp_path, capsys):
+    root, spec, _ = finished
+    path = tmp_path / "one.yaml"
+    path.write_text(yaml.safe_dump({"name": None, "datasets": ["proxy-tiny"],
+                                    "model": "maniqa", "config": "tiny",
+                                    "overrides": {"epochs": 1}, "fractions": [0.25],
+                                    "seeds": [0], "methods": ["kcenter", "random"]}))
+    assert cli_main(["sweep", str(path), "--dry-run", "--runs-dir", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert f"done  budget     28  {spec.run_id}" in out
+    assert "new  budget     28  proxy-tiny__maniqa-tiny__random__f0.25" in out
+    assert cli_main(["table", "--runs-dir", str(root), "--no-save"]) == 0
+    out = capsys.readouterr().out
+    assert "PROXY" in out and "| proxy-tiny | maniqa | tiny | 0.25 | kcenter |" in out
+
+
+class FakeClient:
+    """Runs submitted tasks at once; enough of dask's Client for run_sweep."""
+
+    def __init__(self):
+        self.keys = []
+
+    def submit(self, func, *args, key=None, pure=True, **kwargs):
+        self.keys.append(key)
+        return func(*args, **kwargs)
+
+    def gather(self, futures):
+        return list(futures)
+
+
+def test_sweep_on_a_client(tiny_bench, tmp_path):
+    client = FakeClient()
+    sweep = {"name": "d", "datasets": ["proxy-tiny"], "model": "maniqa", "config": "tiny",
+             "overrides": {"epochs": 1}, "fractions": [0.1], "seeds": [0, 1],
+             "methods": ["random"]}
+    report = run_sweep(sweep, runs_root=tmp_path, client=client)
+    assert report.counts["ok"] == 2 and len(client.keys) == 2
+    assert all(k.startswith("qd-run-proxy-tiny__") for k in client.keys)
+    local = run_sweep(sweep, runs_root=tmp_path / "local")
+    remote = {r["run_id"]: r["metrics"] for r in report.records}
+    assert {r["run_id"]: r["metrics"] for r in local.records} == remote
+
+
+@pytest.mark.slow
+def test_sweep_on_a_local_dask_cluster(tiny_bench, tmp_path):
+    from dask.distributed import Client, LocalCluster
+
+    sweep = {"name": "dask", "datasets": ["proxy-tiny"], "model": "maniqa", "config": "tiny",
+             "overrides": {"epochs": 1}, "fractions": [0.1], "seeds": [0, 1],
+             "methods": ["random"]}
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        report = run_sweep(sweep, runs_root=tmp_path, client=client)
+    assert report.counts == {"ok": 2, "failed": 0, "skipped": 0}
+    local = run_sweep(sweep, runs_root=tmp_path / "local")
+    assert sorted(r["metrics"]["srcc"] for r in report.records) == sorted(
+        r["metrics"]["srcc"] for r in local.records)
+
+
+def _record(dataset, method, fraction, seed, srcc, split="h1", **extra):
+    return {"run_id": f"{dataset}-{method}-{fraction}-{seed}", "dataset": dataset,
+            "model": "maniqa", "config": "tiny", "method": method, "fraction": fraction,
+            "seed": seed, "srcc": srcc, "plcc": srcc + 0.01, "n_test": 10,
+            "test_split_hash": split, "inference_policy": "p", "epoch_rule": "final",
+            "label_norm": "fixed_range", "plcc_variant": "raw", "proxy": True,
+            "features": "pixels", **extra}
+
+
+def test_summary_mean_std_over_seeds_and_bold_best(tmp_path):
+    runs = pd.DataFrame([_record("a", "random", 0.1, s, v) for s, v in enumerate([0.5, 0.7])] +
+                        [_record("a", "qdiverse", 0.1, s, v) for s, v in enumerate([0.8, 0.9])] +
+                        [_record("a", "qdiverse", 0.3, 0, 0.95)])
+    summary = summarise(runs)
+    row = summary[(summary.method == "random")].iloc[0]
+    assert row["srcc_mean"] == pytest.approx(0.6)
+    assert row["srcc_std"] == pytest.approx(np.std([0.5, 0.7], ddof=1))
+    assert row["n_seeds"] == 2
+    single = summary[(summary.fraction == 0.3)].iloc[0]
+    assert single["n_seeds"] == 1 and np.isnan(single["srcc_std"])
+    text = format_table(summary)
+    assert "| a | maniqa | tiny | 0.10 | qdiverse | **0.8500 ± 0.0707** |" in text
+    assert "| a | maniqa | tiny | 0.10 | random | 0.6000 ± 0.1414 |" in text
+    paths = save_table(summary, "t", folder=tmp_path, runs=runs)
+    assert all(p.is_file() for p in paths.values())
+    provenance = json.loads(paths["json"].read_text())
+    assert len(provenance["run_ids"]) == 5 and provenance["proxy"] is True
+
+
+def test_summary_refuses_mixed_test_splits_and_policies():
+    runs = pd.DataFrame([_record("a", "random", 0.1, 0, 0.5, split="h1"),
+                         _record("a", "random", 0.1, 1, 0.6, split="h2")])
+    with pytest.raises(RunRecordError, match="2 different test splits"):
+        summarise(runs)
+    runs = pd.DataFrame([_record("a", "random", 0.1, 0, 0.5),
+                         _record("a", "random", 0.1, 1, 0.6, epoch_rule="best_on_test")])
+    with pytest.raises(RunRecordError, match="differ in epoch_rule"):
+        summarise(runs)
+    with pytest.raises(ValueError, match="No runs"):
+        summarise(pd.DataFrame())
+
+
+def test_feature_sources_are_pluggable(tiny_bench):
+    m = tiny_bench.manifest
+    rows = m.split_indices("paper", "train")
+    arrays, described = get_features(m, tiny_bench.root, rows, {"source": "pixels"},
+                                     ("content", "quality", "embedding", "probs"))
+    assert arrays["content"].shape == (len(rows), 192) and arrays["quality"].shape[1] == 16
+    assert arrays["embedding"].shape == (len(rows), 208)
+    assert np.allclose(arrays["probs"].sum(axis=1), 1.0) and arrays["probs"].shape[1] == 5
+    assert described["label"].startswith("pixels")
+
+    @register_feature_source("test-ones")
+    def ones(manifest, root, rows, spec, inputs):
+        return {k: np.ones((len(rows), 3)) * np.arange(len(rows))[:, None] for k in inputs}, \
+            {"source": "test-ones"}
+
+    try:
+        spec = RunSpec(method="herding", fraction=0.1, features={"source": "test-ones"}, **TINY)
+        from qd_lib.runner import select_coreset
+        from qd_lib.runner.experiment import _load_dataset
+
+        record = select_coreset(spec, _load_dataset(spec))
+        assert record["features"] == {"source": "test-ones"} and record["budget"] == 11
+    finally:
+        FEATURE_SOURCES.pop("test-ones")
+
+
+def test_soft_levels_follow_the_quality_axis():
+    q = np.linspace(0, 1, 50)[:, None] * np.array([[1.0, 2.0, 0.5]])
+    probs = soft_levels(q)
+    assert probs.shape == (50, 5) and np.allclose(probs.sum(1), 1)
+    assert probs[0].argmax() == 0 and probs[-1].argmax() == 4
+
+
+def test_encoder_feature_source(tiny_bench, tmp_path, monkeypatch):
+    pytest.importorskip("qd_lib.encoders")
+    monkeypatch.setenv("QD_RUNS_DIR", str(tmp_path))  # the embedding cache goes there
+    m = tiny_bench.manifest
+    rows = m.split_indices("paper", "train")
+    arrays, described = get_features(
+        m, tiny_bench.root, rows, {"source": "encoders", "content": "nss", "quality": "nss"},
+        ("content", "quality", "probs"))
+    assert arrays["content"].shape == (len(rows), 81)
+    assert described["content"]["encoder"] == "nss"
+    assert described["label"] == "encoders (content=nss, quality=nss)"
+    assert "soft_levels" in described["probs"]

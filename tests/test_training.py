@@ -1,0 +1,168 @@
+"""Training on coresets: learning, determinism, checkpoint/resume, quirk options, bad input."""
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from qd_lib.models import build_model
+from qd_lib.training import (
+    CheckpointMismatchError,
+    CoresetError,
+    TrainingDivergedError,
+    load_checkpoint,
+    predict_images,
+    train_on_coreset,
+)
+from qd_lib.training import loop as loop_module
+from qd_lib.training.loop import _targets
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)  # fast and stable on a shared 2-core machine
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def train_ids(tiny_bench):
+    m = tiny_bench.manifest
+    return m.table["image_id"].to_numpy()[m.split_indices("paper", "train")][:40].tolist()
+
+
+class _Killed(Exception):
+    pass
+
+
+def _kill_after_first_checkpoint(monkeypatch):
+    original = loop_module._save_checkpoint
+
+    def save_then_die(state, path):
+        original(state, path)
+        raise _Killed(f"killed after epoch {state['epoch']}")
+
+    monkeypatch.setattr(loop_module, "_save_checkpoint", save_then_die)
+
+
+def test_tiny_maniqa_learns_and_records_everything(tiny_bench, train_ids, tmp_path):
+    result = train_on_coreset(tiny_bench, image_ids=train_ids, model="maniqa", config="tiny",
+                              seed=0, out_dir=tmp_path, overrides={"epochs": 4, "lr": 2e-3})
+    losses = [h["train_loss"] for h in result.history]
+    assert losses[-1] < losses[0] * 0.8, losses
+    assert set(result.metrics) == {"srcc", "plcc", "plcc_logistic", "krcc", "rmse"}
+    info = result.info
+    n_test = len(tiny_bench.manifest.split_indices("paper", "test"))
+    assert info["n_train"] == 40 and info["n_test"] == n_test == len(result.predictions)
+    assert info["inference_policy"]["test_crops"] == "five_point"
+    assert info["epoch_rule"] == "final" and info["reported_epoch"] == 4
+    assert result.best_on_test["epoch"] in range(1, 5)  # every epoch evaluated
+    stored = pd.read_csv(tmp_path / "predictions.csv")
+    assert np.allclose(stored["pred"], result.predictions["pred"])
+    assert not set(stored["image_id"]) & set(train_ids)
+    # the checkpoint holds the trained model: reloading it reproduces the predictions
+    state = load_checkpoint(tmp_path / "checkpoint.pt")
+    model = build_model("maniqa", "tiny")
+    model.load_state_dict(state["model"])
+    rows = tiny_bench.manifest.split_indices("paper", "test")
+    again = predict_images(model, tiny_bench, rows=rows, device="cpu")
+    assert np.allclose(again, result.predictions["pred"], atol=1e-6)
+    assert not torch.are_deterministic_algorithms_enabled()  # seeding is undone afterwards
+
+
+def test_runs_are_deterministic_and_seed_dependent(tiny_bench, train_ids):
+    kwargs = dict(image_ids=train_ids[:24], model="maniqa", config="tiny",
+                  overrides={"epochs": 1}, device="cpu")
+    a = train_on_coreset(tiny_bench, seed=3, **kwargs)
+    b = train_on_coreset(tiny_bench, seed=3, **kwargs)
+    c = train_on_coreset(tiny_bench, seed=4, **kwargs)
+    assert a.metrics == b.metrics
+    assert np.array_equal(a.predictions["pred"], b.predictions["pred"])
+    assert not np.allclose(a.predictions["pred"], c.predictions["pred"])
+
+
+def test_a_killed_run_resumes_to_the_same_result(tiny_bench, train_ids, tmp_path,
+                                                 monkeypatch):
+    kwargs = dict(image_ids=train_ids[:32], model="maniqa", config="tiny", seed=1,
+                  overrides={"epochs": 3}, device="cpu")
+    whole = train_on_coreset(tiny_bench, out_dir=tmp_path / "whole", **kwargs)
+    with monkeypatch.context() as patch:
+        _kill_after_first_checkpoint(patch)
+        with pytest.raises(_Killed):
+            train_on_coreset(tiny_bench, out_dir=tmp_path / "killed", **kwargs)
+    assert load_checkpoint(tmp_path / "killed" / "checkpoint.pt")["epoch"] == 1
+    resumed = train_on_coreset(tiny_bench, out_dir=tmp_path / "killed", **kwargs)
+    assert resumed.info["resumed_from_epoch"] == 1 and whole.info["resumed_from_epoch"] is None
+    assert resumed.metrics == whole.metrics
+    assert [h["train_loss"] for h in resumed.history] == [h["train_loss"] for h in whole.history]
+    assert np.array_equal(resumed.predictions["pred"], whole.predictions["pred"])
+    # a finished run loads its last checkpoint and trains nothing more
+    again = train_on_coreset(tiny_bench, out_dir=tmp_path / "whole", **kwargs)
+    assert again.info["resumed_from_epoch"] == 3 and again.metrics == whole.metrics
+    # another seed must not pick up this checkpoint
+    with pytest.raises(CheckpointMismatchError, match="belongs to another run"):
+        train_on_coreset(tiny_bench, out_dir=tmp_path / "whole",
+                         **{**kwargs, "seed": 2})
+
+
+def test_nan_loss_stops_with_a_clear_error_and_keeps_the_checkpoint(tiny_bench, train_ids,
+                                                                    tmp_path, monkeypatch):
+    kwargs = dict(image_ids=train_ids[:16], model="maniqa", config="tiny", seed=0,
+                  overrides={"epochs": 2}, device="cpu", out_dir=tmp_path)
+    with monkeypatch.context() as patch:
+        _kill_after_first_checkpoint(patch)
+        with pytest.raises(_Killed):
+            train_on_coreset(tiny_bench, **kwargs)
+    good = load_checkpoint(tmp_path / "checkpoint.pt")
+    monkeypatch.setattr(loop_module, "_loss", lambda recipe, pred, target: (pred * np.nan).mean())
+    with pytest.raises(TrainingDivergedError, match=r"loss is nan at epoch 2.*epoch 1 is kept"):
+        train_on_coreset(tiny_bench, **kwargs)
+    kept = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert kept["epoch"] == 1
+    assert all(torch.equal(kept["model"][k], good["model"][k]) for k in good["model"])
+
+
+@pytest.mark.parametrize("make_ids, message", [
+    (lambda ids, test: ids[:5] + ["no_such_image.png"], r"1 of 6 coreset image id\(s\) are not"),
+    (lambda ids, test: ids[:5] + test[:2], r"2 coreset image\(s\) belong to the 'test' split"),
+    (lambda ids, test: ids[:5] + ids[:1], r"duplicate image id"),
+    (lambda ids, test: [], r"empty"),
+])
+def test_bad_coresets_are_refused(tiny_bench, train_ids, make_ids, message):
+    m = tiny_bench.manifest
+    test_ids = m.table["image_id"].to_numpy()[m.split_indices("paper", "test")].tolist()
+    with pytest.raises(CoresetError, match=message):
+        train_on_coreset(tiny_bench, image_ids=make_ids(train_ids, test_ids), config="tiny")
+
+
+def test_official_quirks_as_options(tiny_bench, train_ids):
+    m = tiny_bench.manifest
+    rows = m.split_indices("paper", "train")[:20]
+    fixed, minmax = _targets(m, rows, "fixed_range"), _targets(m, rows, "split_minmax")
+    assert np.allclose(fixed, m.normalized_mos()[rows])
+    assert minmax.min() == 0.0 and minmax.max() == 1.0
+    assert np.corrcoef(fixed, minmax)[0, 1] == pytest.approx(1.0)
+    result = train_on_coreset(
+        tiny_bench, image_ids=train_ids[:16], model="maniqa", config="tiny", seed=0,
+        overrides={"epochs": 3, "epoch_rule": "best_on_test", "eval_drop_last": True,
+                   "eval_batch_size": 5, "scheduler_step": "iter", "t_max": 2,
+                   "label_norm": "split_minmax", "eval_crops": "center"})
+    n_split = len(m.split_indices("paper", "test"))
+    assert result.info["n_test"] == n_split // 5 * 5 < n_split  # the dropped test images
+    scores = [h["test"]["srcc"] + h["test"]["plcc"] for h in result.history]
+    assert result.info["reported_epoch"] == int(np.nanargmax(scores)) + 1
+    assert result.metrics == result.history[result.info["reported_epoch"] - 1]["test"]
+    lrs = [h["lr"] for h in result.history]
+    assert lrs[0] != lrs[1]  # the per-iteration cosine (T_max 2 steps) swings every epoch
+
+
+def test_musiq_and_basecnn_tiny_train(tiny_bench, train_ids):
+    musiq = train_on_coreset(tiny_bench, image_ids=train_ids[:16], model="musiq",
+                             config="tiny", overrides={"epochs": 1}, device="cpu")
+    assert np.isfinite(musiq.predictions["pred"]).all()
+    assert musiq.info["inference_policy"]["kind"] == "musiq_patches"
+    base = train_on_coreset(tiny_bench, image_ids=train_ids[:8], model="basecnn",
+                            config="tiny", overrides={"epochs": 1, "eval_crops": "center"},
+                            device="cpu")
+    assert np.isfinite(base.predictions["pred"]).all()
+    assert base.info["n_parameters"] > 11_000_000
