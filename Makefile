@@ -4,6 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 NB_OUT := runs/notebooks
+SELECTION_METHODS := qdiverse random herding kcenter contextual_diversity moderate pgcs
 
 .PHONY: venv test unit notebook-tests lint demo clean-venv
 
@@ -32,8 +33,23 @@ notebook-tests: venv
 		$(NB_OUT)/00_proxy_benchmark.ipynb -p PRESET tiny
 	TQDM_DISABLE=1 $(PY) -m papermill --no-progress-bar notebooks/01_dataset_manifests.ipynb \
 		$(NB_OUT)/01_dataset_manifests.ipynb -p DATASET tid2013
+	TQDM_DISABLE=1 $(PY) -m papermill --no-progress-bar notebooks/02_extract_embeddings.ipynb \
+		$(NB_OUT)/02_extract_embeddings.ipynb -p DATASET proxy-tiny
+	TQDM_DISABLE=1 $(PY) -m papermill --no-progress-bar notebooks/04_train_iqa.ipynb \
+		$(NB_OUT)/04_train_iqa.ipynb -p DATASET proxy-tiny -p CONFIG tiny
+	for method in $(SELECTION_METHODS); do \
+		TQDM_DISABLE=1 $(PY) -m papermill --no-progress-bar notebooks/03_select_coresets.ipynb \
+			$(NB_OUT)/03_select_coresets_$$method.ipynb -p DATASET proxy-tiny -p METHOD $$method \
+			|| exit 1; \
+	done
+	TQDM_DISABLE=1 $(PY) -m papermill --no-progress-bar notebooks/05_tsne_maps.ipynb \
+		$(NB_OUT)/05_tsne_maps.ipynb -p DATASET proxy-tiny
+	TQDM_DISABLE=1 $(PY) -m papermill --no-progress-bar notebooks/06_mos_coverage.ipynb \
+		$(NB_OUT)/06_mos_coverage.ipynb -p DATASET proxy-tiny
 	TQDM_DISABLE=1 $(PY) -m pytest -p no:cacheprovider --nbval-lax --nbval-current-env \
-		$(NB_OUT)/00_proxy_benchmark.ipynb $(NB_OUT)/01_dataset_manifests.ipynb
+		$(NB_OUT)/00_proxy_benchmark.ipynb $(NB_OUT)/01_dataset_manifests.ipynb \
+		$(NB_OUT)/02_extract_embeddings.ipynb $(NB_OUT)/03_select_coresets_qdiverse.ipynb \
+		$(NB_OUT)/04_train_iqa.ipynb $(NB_OUT)/05_tsne_maps.ipynb $(NB_OUT)/06_mos_coverage.ipynb
 
 test: lint unit notebook-tests
 
@@ -42,8 +58,11 @@ demo: venv
 	mkdir -p $(NB_OUT)
 	$(PY) -m papermill --no-progress-bar notebooks/00_proxy_benchmark.ipynb \
 		$(NB_OUT)/00_proxy_benchmark_default.ipynb -p PRESET default
+	$(PY) -m papermill --no-progress-bar notebooks/02_extract_embeddings.ipynb \
+		$(NB_OUT)/02_extract_embeddings_default.ipynb -p DATASET proxy-default
 	@echo "demo: proxy benchmark in data/proxy-default/ (or \$$QD_DATA_ROOT), figures in figures/"
-	@ls figures/proxy-default_mos.*
+	@echo "demo: offline embeddings (mobilenet_v2, nss) in runs/embeddings/proxy-default/"
+	@ls figures/proxy-default_mos.* runs/embeddings/proxy-default/*.npy
 
 clean-venv:
 	rm -rf $(VENV)
