@@ -430,7 +430,9 @@ def _differences(old: dict, new: dict) -> list[str]:
 
 def _auto_workers(n_items: int, batch_size: int, device: torch.device, heavy: bool) -> int:
     """Loader workers: none for tiny jobs; one per core for transform-heavy encoders (nss);
-    otherwise one beside the forward pass on a CPU, up to 8 feeding a GPU."""
+    up to 8 feeding a GPU; on a CPU, none up to 2 cores (the forward pass already keeps every
+    core busy, and a loader process only preempts its threads: measured slower than decoding
+    in turn), else one."""
     cores = os.cpu_count() or 1
     if n_items < 2 * batch_size:
         return 0
@@ -438,7 +440,7 @@ def _auto_workers(n_items: int, batch_size: int, device: torch.device, heavy: bo
         return max(1, min(cores, 16))
     if device.type == "cuda":
         return min(8, max(1, cores - 1))
-    return 1 if cores >= 2 else 0
+    return 0 if cores <= 2 else 1
 
 
 def extract(manifest, encoder, *, root=None, rows=None, batch_size: int = 32,
@@ -468,8 +470,8 @@ def extract(manifest, encoder, *, root=None, rows=None, batch_size: int = 32,
         Folder of the result (default ``runs_dir()/embeddings/<dataset>``).
     num_workers : int or "auto", default="auto"
         DataLoader worker processes for decoding and resizing (``auto``: 0 for jobs of under
-        two batches; one per core for ``nss``, whose statistics run in the workers; else 1
-        beside the forward pass on a CPU, up to 8 feeding a GPU).
+        two batches; one per core for ``nss``, whose statistics run in the workers; up to 8
+        feeding a GPU; on a CPU none up to 2 cores, else 1).
     chunk_size : int, optional
         Rows per resumable chunk (and per Dask task); default ``batch_size × (256 //
         batch_size)``. Batches never cross chunks.
