@@ -53,6 +53,10 @@ notebook-tests: venv
 
 test: lint unit notebook-tests
 
+# The main job on the default proxy benchmark (PROXY MOS): build it, extract the offline
+# embeddings, select with Q-Diverse and every baseline at 10 %, train the CPU `small` MANIQA on
+# each coreset (one papermill notebook per run, kept in runs/<run_id>/run.ipynb), then the
+# results table, the t-SNE grid and the MOS-coverage figure. Rerunning skips finished work.
 demo: venv
 	$(PY) -m qd_lib.data.synthetic --preset default
 	mkdir -p $(NB_OUT)
@@ -60,9 +64,17 @@ demo: venv
 		$(NB_OUT)/00_proxy_benchmark_default.ipynb -p PRESET default
 	$(PY) -m papermill --no-progress-bar notebooks/02_extract_embeddings.ipynb \
 		$(NB_OUT)/02_extract_embeddings_default.ipynb -p DATASET proxy-default
-	@echo "demo: proxy benchmark in data/proxy-default/ (or \$$QD_DATA_ROOT), figures in figures/"
-	@echo "demo: offline embeddings (mobilenet_v2, nss) in runs/embeddings/proxy-default/"
-	@ls figures/proxy-default_mos.* runs/embeddings/proxy-default/*.npy
+	$(PY) -m qd_lib.runner sweep notebooks/sweeps/demo.yaml
+	$(PY) -m papermill --no-progress-bar notebooks/05_tsne_maps.ipynb \
+		$(NB_OUT)/05_tsne_maps_default.ipynb -p DATASET proxy-default
+	$(PY) -m papermill --no-progress-bar notebooks/06_mos_coverage.ipynb \
+		$(NB_OUT)/06_mos_coverage_default.ipynb -p DATASET proxy-default
+	$(PY) -m qd_lib.runner table notebooks/sweeps/demo.yaml
+	@echo "demo: PROXY benchmark in data/proxy-default/ (or \$$QD_DATA_ROOT); runs in runs/"
+	@echo "demo: figures and tables:"
+	@ls -1 figures/proxy-default_mos.png figures/proxy-default_tsne_grid.png \
+		figures/proxy-default_mos_coverage.png figures/proxy-default_coverage.md \
+		figures/tables/demo.md
 
 clean-venv:
 	rm -rf $(VENV)

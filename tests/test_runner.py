@@ -22,7 +22,7 @@ from qd_lib.runner import (
     summarise,
 )
 from qd_lib.runner.__main__ import main as cli_main
-from qd_lib.runner.features import FEATURE_SOURCES, soft_levels
+from qd_lib.runner.features import FEATURE_SOURCES, check_feature_spec, feature_set_from_spec
 from qd_lib.utils.errors import UnknownNameError
 
 TINY = dict(dataset="proxy-tiny", model="maniqa", config="tiny", overrides={"epochs": 1})
@@ -110,6 +110,7 @@ def test_incompatible_run_folders_are_refused(finished, tmp_path):
 
 def test_sweep_records_a_failure_and_carries_on(tiny_bench, tmp_path):
     sweep = {"name": "t", "datasets": ["proxy-tiny"], "model": "maniqa", "config": "tiny",
+             "executor": "python",
              "overrides": {"epochs": 1}, "fractions": [0.2], "seeds": [0],
              "methods": ["random", {"name": "moderate", "params": {"n_bins": 0}}]}
     report = run_sweep(sweep, runs_root=tmp_path)
@@ -141,6 +142,23 @@ def test_sweep_files_expand_and_validate(tmp_path):
                       (dict(features={"source": "pixel"}), "pixels")):
         with pytest.raises(UnknownNameError, match=rf"Did you mean \[.*'{kind}'"):
             expand({**sweep, **bad})
+
+
+def test_sweeps_over_several_models():
+    sweep = {"datasets": ["proxy-tiny"], "fractions": [0.1], "methods": ["random", "full"],
+             "overrides": {"epochs": 1},
+             "models": ["musiq/tiny", {"model": "maniqa", "config": "tiny",
+                                       "overrides": {"epochs": 2}}]}
+    specs = expand(sweep)
+    assert [(s.model, s.config, s.method, s.overrides["epochs"]) for s in specs] == [
+        ("musiq", "tiny", "random", 1), ("musiq", "tiny", "full", 1),
+        ("maniqa", "tiny", "random", 2), ("maniqa", "tiny", "full", 2)]
+    with pytest.raises(ValueError, match="either 'model' and 'config' or 'models'"):
+        expand({**sweep, "model": "maniqa"})
+    with pytest.raises(UnknownNameError, match="models entry key"):
+        expand({**sweep, "models": [{"model": "maniqa", "cfg": "tiny"}]})
+    with pytest.raises(UnknownNameError, match="config"):
+        expand({**sweep, "models": ["maniqa/tinny"]})
 
 
 def test_cli_dry_run_and_table(finished, tmp_path, capsys):
@@ -176,6 +194,7 @@ class FakeClient:
 def test_sweep_on_a_client(tiny_bench, tmp_path):
     client = FakeClient()
     sweep = {"name": "d", "datasets": ["proxy-tiny"], "model": "maniqa", "config": "tiny",
+             "executor": "python",
              "overrides": {"epochs": 1}, "fractions": [0.1], "seeds": [0, 1],
              "methods": ["random"]}
     report = run_sweep(sweep, runs_root=tmp_path, client=client)
@@ -191,6 +210,7 @@ def test_sweep_on_a_local_dask_cluster(tiny_bench, tmp_path):
     from dask.distributed import Client, LocalCluster
 
     sweep = {"name": "dask", "datasets": ["proxy-tiny"], "model": "maniqa", "config": "tiny",
+             "executor": "python",
              "overrides": {"epochs": 1}, "fractions": [0.1], "seeds": [0, 1],
              "methods": ["random"]}
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
@@ -255,7 +275,7 @@ def test_feature_sources_are_pluggable(tiny_bench):
     assert described["label"].startswith("pixels")
 
     @register_feature_source("test-ones")
-    def ones(manifest, root, rows, spec, inputs):
+    def ones(manifest, root, rows, spec, inputs, *, seed=0):
         return {k: np.ones((len(rows), 3)) * np.arange(len(rows))[:, None] for k in inputs}, \
             {"source": "test-ones"}
 
@@ -270,22 +290,59 @@ def test_feature_sources_are_pluggable(tiny_bench):
         FEATURE_SOURCES.pop("test-ones")
 
 
-def test_soft_levels_follow_the_quality_axis():
-    q = np.linspace(0, 1, 50)[:, None] * np.array([[1.0, 2.0, 0.5]])
-    probs = soft_levels(q)
-    assert probs.shape == (50, 5) and np.allclose(probs.sum(1), 1)
-    assert probs[0].argmax() == 0 and probs[-1].argmax() == 4
+def test_encoder_specs_map_onto_feature_sets():
+    from qd_lib.selection.features import FEATURE_SETS
+
+    assert feature_set_from_spec({"source": "encoders"}) is FEATURE_SETS["offline"]
+    assert feature_set_from_spec({"source": "encoders", "set": "paper"}) is FEATURE_SETS["paper"]
+    custom = feature_set_from_spec({"source": "encoders", "set": "paper", "quality": "nss",
+                                    "baseline": ["resnet50", "nss"], "probs": "soft_clusters"})
+    assert (custom.content, custom.quality, custom.baseline, custom.probs) == (
+        "resnet50", "nss", ("resnet50", "nss"), None)
+    assert custom.name == "paper+custom"
+    assert feature_set_from_spec({"source": "encoders", "probs": "liqe.quality5"}).probs == (
+        "liqe", "quality5")
+    with pytest.raises(UnknownNameError, match="feature set"):
+        check_feature_spec({"source": "encoders", "set": "ofline"}, ("embedding",))
+    with pytest.raises(UnknownNameError, match="features key"):
+        check_feature_spec({"source": "encoders", "embedding": "nss"}, ("embedding",))
+    with pytest.raises(UnknownNameError, match="features key of source 'pixels'"):
+        check_feature_spec({"source": "pixels", "set": "offline"}, ("embedding",))
 
 
 def test_encoder_feature_source(tiny_bench, tmp_path, monkeypatch):
     pytest.importorskip("qd_lib.encoders")
     monkeypatch.setenv("QD_RUNS_DIR", str(tmp_path))  # the embedding cache goes there
+    from qd_lib.selection.features import feature_inputs
+
     m = tiny_bench.manifest
     rows = m.split_indices("paper", "train")
-    arrays, described = get_features(
-        m, tiny_bench.root, rows, {"source": "encoders", "content": "nss", "quality": "nss"},
-        ("content", "quality", "probs"))
+    spec = {"source": "encoders", "content": "nss", "quality": "nss", "baseline": "nss"}
+    arrays, described = get_features(m, tiny_bench.root, rows, spec,
+                                     ("content", "quality", "embedding", "probs"), seed=3)
     assert arrays["content"].shape == (len(rows), 81)
-    assert described["content"]["encoder"] == "nss"
-    assert described["label"] == "encoders (content=nss, quality=nss)"
-    assert "soft_levels" in described["probs"]
+    assert described["roles"] == {"content": "nss", "quality": "nss", "embedding": "nss",
+                                  "probs": "soft_clusters(nss)"}
+    assert described["label"].startswith("encoders offline+custom (")
+    assert "soft_clusters" in described["probs"] and "nss" in described["encoders"]
+    # the same arrays as the notebooks' code path (one implementation)
+    direct = feature_inputs(("content", "probs"), tiny_bench, rows,
+                            feature_set=feature_set_from_spec(spec), seed=3)
+    assert np.array_equal(direct["content"], arrays["content"])
+    assert np.array_equal(direct["probs"], arrays["probs"])
+    # one cache per dataset and encoder: every row of the manifest
+    caches = sorted(p.name for p in (tmp_path / "embeddings" / m.name).glob("nss__*.npy"))
+    assert len(caches) == 1
+
+
+@pytest.mark.parametrize("name", ["smoke", "demo", "proxy", "paper"])
+def test_shipped_sweep_files_expand_and_validate(name):
+    from qd_lib.paths import repo_root
+
+    specs = expand(repo_root() / "notebooks" / "sweeps" / f"{name}.yaml")
+    assert specs and {s.sweep for s in specs} == {name}
+    if name in ("paper", "proxy"):  # Table 2's grid: 7 fractions x 7 methods + Full, 3 seeds
+        assert {s.fraction for s in specs if s.method != "full"} == {
+            0.05, 0.1, 0.3, 0.5, 0.7, 0.9, 0.95}
+        assert {s.model for s in specs} == {"musiq", "maniqa"}
+        assert len(specs) == 2 * len({s.dataset for s in specs}) * (7 * 7 + 1) * 3

@@ -12,8 +12,10 @@ Command line::
     python -m qd_lib.runner table notebooks/sweeps/smoke.yaml
 
 Each run writes ``runs/<run_id>/`` (``params.json``, ``selection.json``, ``metrics.json``, see
-:mod:`qd_lib.runner.experiment`); a sweep skips runs whose ``metrics.json`` says ``ok`` with the
-same spec hash and records failed ones without stopping.
+:mod:`qd_lib.runner.experiment`, and ``run.ipynb``, the executed training notebook, when the
+sweep runs through papermill, its default; see :mod:`qd_lib.runner.notebook`). A sweep skips
+runs whose ``metrics.json`` says ``ok`` with the same spec hash and records failed ones without
+stopping.
 """
 from qd_lib.runner.experiment import (
     RunRecordError,
@@ -28,6 +30,7 @@ from qd_lib.runner.features import (
     pixel_features,
     register_feature_source,
 )
+from qd_lib.runner.notebook import run_notebook
 from qd_lib.runner.records import collect_runs, format_table, save_table, summarise
 from qd_lib.runner.spec import SCHEMA_VERSION, RunSpec, expand, load_sweep, validate_spec
 from qd_lib.runner.sweep import SweepReport, run_sweep
@@ -47,6 +50,7 @@ __all__ = [
     "read_record",
     "register_feature_source",
     "run_experiment",
+    "run_notebook",
     "run_status",
     "run_sweep",
     "save_table",

@@ -4,6 +4,7 @@
 
     python -m qd_lib.runner sweep CONFIG [--dry-run] [--force] [--runs-dir DIR]
                                          [--device auto] [--threads N]
+                                         [--executor papermill|python]
                                          [--workers N | --scheduler ADDRESS]
     python -m qd_lib.runner table [CONFIG] [--runs-dir DIR] [--name NAME]
                                            [--metrics srcc plcc] [--no-save]
@@ -38,6 +39,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="torch CPU threads per run (default: torch's; 1 per Dask task)")
     sweep.add_argument("--keep-checkpoint", action="store_true",
                        help="keep each run's last checkpoint")
+    sweep.add_argument("--executor", choices=("papermill", "python"), default=None,
+                       help="papermill: each run executes notebooks/04 and keeps run.ipynb "
+                            "(default, or the sweep file's 'executor'); python: in-process")
     sweep.add_argument("--keep-going", action="store_true",
                        help="exit 0 even when runs failed (they are recorded)")
     sweep.add_argument("--log-level", default="INFO")
@@ -69,7 +73,8 @@ def _sweep(args) -> int:
     try:
         report = run_sweep(args.config, runs_root=args.runs_dir, force=args.force,
                            dry_run=args.dry_run, client=client, device=args.device,
-                           keep_checkpoint=args.keep_checkpoint, torch_threads=args.threads)
+                           keep_checkpoint=args.keep_checkpoint, torch_threads=args.threads,
+                           executor=args.executor)
     finally:
         if client is not None:
             client.close()

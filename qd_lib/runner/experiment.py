@@ -117,7 +117,7 @@ def select_coreset(spec: RunSpec, loaded) -> dict:
     budget = coreset_size(len(train_rows), spec.fraction)
     method = get_method(spec.method)
     features, described = get_features(manifest, loaded.root, train_rows, spec.features,
-                                       method.inputs)
+                                       method.inputs, seed=spec.seed)
     mos = manifest.normalized_mos()[train_rows]
     selection = select(spec.method, features, budget, mos=mos, seed=spec.seed,
                        **spec.method_params)

@@ -15,14 +15,17 @@ A sweep file (YAML) lists the grid::
     model: maniqa
     config: small
     overrides: {epochs: 4}          # ModelConfig overrides (optional)
+    # or several models, each "name/config" or {model, config, overrides}:
+    # models: [musiq/paper, maniqa/paper]
     fractions: [0.1]
     seeds: [0, 1, 2]
-    features: {source: encoders, content: mobilenet_v2, quality: nss}
+    features: {source: encoders, set: offline}   # or {source: pixels}
     methods:
       - qdiverse                    # a name ...
       - name: herding               # ... or a mapping with params and/or features
         params: {variant: deepcore}
       - full                        # the whole training split (fraction ignored: 1.0)
+    executor: papermill             # each run executes notebooks/04 (default); or python
 
 :func:`expand` turns it into RunSpecs after validating every name, so a typo fails in seconds.
 """
@@ -46,7 +49,8 @@ from qd_lib.utils.errors import UnknownNameError
 SCHEMA_VERSION = 1
 FULL_METHOD = "full"
 SWEEP_KEYS = ("name", "datasets", "scheme", "model", "config", "overrides", "fractions",
-              "seeds", "features", "methods", "description")
+              "seeds", "features", "methods", "description", "executor", "notebook",
+              "models")
 METHOD_KEYS = ("name", "params", "features")
 
 
@@ -93,8 +97,9 @@ class RunSpec:
     overrides : dict
         Model configuration overrides.
     features : dict
-        Feature source for selection (``{"source": "pixels"}``, or ``"encoders"`` with
-        encoder names per input key); see :mod:`qd_lib.runner.features`.
+        Feature source for selection (``{"source": "pixels"}``, or ``{"source": "encoders",
+        "set": "offline"}`` with optional per-role encoder overrides); see
+        :mod:`qd_lib.runner.features`.
     sweep : str or None
         Name of the sweep this run belongs to (recorded, not hashed).
     root : str or None
@@ -225,8 +230,36 @@ def load_sweep(source) -> dict:
     return data
 
 
+def _models(data: Mapping) -> list[dict]:
+    """``model``/``config``/``overrides``, or each entry of ``models``, as RunSpec fields."""
+    scheme = data.get("scheme", "paper")
+    overrides = data.get("overrides") or {}
+    if "models" not in data:
+        return [{"model": data.get("model", "maniqa"), "config": data.get("config", "tiny"),
+                 "scheme": scheme, "overrides": overrides}]
+    if "model" in data or "config" in data:
+        raise ValueError("A sweep takes either 'model' and 'config' or 'models', not both.")
+    out = []
+    for entry in _as_list(data["models"], "models"):
+        if isinstance(entry, str):
+            model, _, config = entry.partition("/")
+            entry = {"model": model, "config": config or "paper"}
+        if not isinstance(entry, Mapping) or "model" not in entry:
+            raise ValueError(f"Each entry of 'models' must be 'name/config' or a mapping with "
+                             f"'model'. Got {entry!r}.")
+        unknown = sorted(set(entry) - {"model", "config", "overrides"})
+        if unknown:
+            raise UnknownNameError("models entry key", unknown[0], ("model", "config",
+                                                                   "overrides"))
+        out.append({"model": str(entry["model"]), "config": str(entry.get("config", "paper")),
+                    "scheme": scheme, "overrides": {**overrides,
+                                                    **(entry.get("overrides") or {})}})
+    return out
+
+
 def expand(sweep, *, validate: bool = True) -> list[RunSpec]:
-    """The RunSpecs of a sweep: datasets × methods × fractions × seeds (in that nesting order).
+    """The RunSpecs of a sweep: models × datasets × methods × fractions × seeds (in that
+    nesting order).
 
     ``full`` runs ignore the fractions (one per dataset and seed).
     """
@@ -236,12 +269,10 @@ def expand(sweep, *, validate: bool = True) -> list[RunSpec]:
     methods = _as_list(data.get("methods"), "methods")
     fractions = _as_list(data.get("fractions", [1.0]), "fractions")
     seeds = _as_list(data.get("seeds", [0]), "seeds")
-    common = {"model": data.get("model", "maniqa"), "config": data.get("config", "tiny"),
-              "scheme": data.get("scheme", "paper"), "overrides": data.get("overrides") or {}}
     default_features = data.get("features") or {"source": "pixels"}
     specs: list[RunSpec] = []
     seen: set[str] = set()
-    for dataset in datasets:
+    for common, dataset in [(m, d) for m in _models(data) for d in datasets]:
         for entry in methods:
             if isinstance(entry, str):
                 entry = {"name": entry}

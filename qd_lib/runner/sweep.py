@@ -8,6 +8,12 @@
 With ``client=`` (a ``dask.distributed.Client``, or anything with ``submit`` and ``gather``)
 each pending run becomes one task; workers must see the same file system (the runs folder and
 the dataset). Failures are recorded by the run itself, so one bad run never stops the others.
+
+By default every run executes ``notebooks/04_train_iqa.ipynb`` through papermill
+(:func:`qd_lib.runner.run_notebook`) and keeps the executed notebook as
+``runs/<run_id>/run.ipynb``. A sweep can be stopped at any moment, even killed: finished runs
+have an ``ok`` ``metrics.json`` and are skipped next time; an interrupted one resumes from its
+last checkpoint.
 """
 from __future__ import annotations
 
@@ -19,8 +25,10 @@ from pathlib import Path
 
 from qd_lib.paths import display_path, runs_dir
 from qd_lib.runner.experiment import run_experiment, run_status
+from qd_lib.runner.notebook import EXECUTORS, run_notebook
 from qd_lib.runner.spec import FULL_METHOD, RunSpec, expand, load_sweep
 from qd_lib.utils.progress import progress
+from qd_lib.utils.validation import check_option
 
 logger = logging.getLogger(__name__)
 
@@ -74,17 +82,22 @@ def _budget_of(spec: RunSpec, cache: dict) -> int | None:
 
 
 def _execute(spec: RunSpec, runs_root: str, force: bool, device: str, keep_checkpoint: bool,
-             torch_threads: int | None) -> dict:
-    """The task a Dask worker runs (importable, so it pickles by reference)."""
+             torch_threads: int | None, executor: str = "python", notebook=None,
+             show_progress: bool | None = False) -> dict:
+    """Run one spec in this process or as a notebook (also the task a Dask worker runs)."""
+    if executor == "papermill":
+        return run_notebook(spec, runs_root=runs_root, force=force, device=device,
+                            keep_checkpoint=keep_checkpoint, torch_threads=torch_threads,
+                            notebook=notebook)
     return run_experiment(spec, runs_root=runs_root, force=force, device=device,
-                          keep_checkpoint=keep_checkpoint, show_progress=False,
+                          keep_checkpoint=keep_checkpoint, show_progress=show_progress,
                           torch_threads=torch_threads)
 
 
 def run_sweep(sweep, *, runs_root=None, force: bool = False, dry_run: bool = False,
               client=None, device: str = "auto", keep_checkpoint: bool = False,
-              torch_threads: int | None = None, show_progress: bool | None = None
-              ) -> SweepReport:
+              torch_threads: int | None = None, show_progress: bool | None = None,
+              executor: str | None = None, notebook=None) -> SweepReport:
     """Run every experiment of ``sweep`` that has not finished yet.
 
     Parameters
@@ -107,17 +120,29 @@ def run_sweep(sweep, *, runs_root=None, force: bool = False, dry_run: bool = Fal
         Threads per run (default: 1 per task with a client, torch's default otherwise).
     show_progress : bool, optional
         Progress bars.
+    executor : {"papermill", "python"}, optional
+        ``papermill`` (the default): each run executes ``notebooks/04_train_iqa.ipynb`` and
+        keeps the executed copy as ``runs/<run_id>/run.ipynb``; ``python``: each run is a call
+        of :func:`run_experiment` in this process (no notebook; the fastest for tests).
+        Default: the sweep file's ``executor`` key, else ``papermill``.
+    notebook : path, optional
+        The notebook papermill executes (default: the sweep file's ``notebook`` key, else
+        ``notebooks/04_train_iqa.ipynb``).
 
     Returns
     -------
     SweepReport
     """
     t0 = time.perf_counter()
+    data: dict = {}
     if isinstance(sweep, (list, tuple)) and all(isinstance(s, RunSpec) for s in sweep):
         specs, name = list(sweep), (sweep[0].sweep if sweep else None)
     else:
         data = load_sweep(sweep)
         specs, name = expand(data), data.get("name")
+    executor = executor or data.get("executor") or "papermill"
+    check_option(executor, "executor", EXECUTORS)
+    notebook = notebook or data.get("notebook")
     root = Path(runs_root) if runs_root is not None else runs_dir()
     report = SweepReport(name=name)
     statuses = {s.run_id: run_status(s, root) for s in specs}
@@ -135,20 +160,20 @@ def run_sweep(sweep, *, runs_root=None, force: bool = False, dry_run: bool = Fal
     done = [s for s in specs if s not in pending]
     for spec in done:
         report.records.append(run_experiment(spec, runs_root=root))  # reads, returns skipped
-    logger.info("sweep %s: %d runs, %d finished earlier, %d to run%s", name, len(specs),
-                len(done), len(pending), " on Dask" if client is not None else "")
+    logger.info("sweep %s: %d runs, %d finished earlier, %d to run (%s)%s", name, len(specs),
+                len(done), len(pending), executor, " on Dask" if client is not None else "")
     if client is not None and pending:
         threads = 1 if torch_threads is None else torch_threads
         futures = [client.submit(_execute, spec, str(root), force, device, keep_checkpoint,
-                                 threads, key=f"qd-run-{spec.run_id}", pure=False)
+                                 threads, executor, notebook, key=f"qd-run-{spec.run_id}",
+                                 pure=False)
                    for spec in pending]
         report.records.extend(client.gather(futures))
     else:
         for spec in progress(pending, desc=f"sweep {name}", enabled=show_progress):
-            report.records.append(run_experiment(
-                spec, runs_root=root, force=force, device=device,
-                keep_checkpoint=keep_checkpoint, show_progress=show_progress,
-                torch_threads=torch_threads))
+            report.records.append(_execute(
+                spec, str(root), force, device, keep_checkpoint, torch_threads, executor,
+                notebook, show_progress))
     _append_index(root, report.records)
     report.seconds = round(time.perf_counter() - t0, 3)
     counts = report.counts

@@ -130,24 +130,49 @@ def selection_features(method: str, dataset, rows, *, feature_set: str | Feature
                           seed=seed, **extract_options)
 
 
-def feature_inputs(keys, dataset, rows, *, feature_set: str | FeatureSet = "offline",
-                   seed: int = 0, **extract_options) -> dict[str, np.ndarray]:
-    """Arrays for the input roles ``keys`` (``content``, ``quality``, ``embedding``, ``probs``)."""
+def _encode(dataset, rows, encoder: str, output: str | None, provenance: dict | None,
+            **extract_options) -> np.ndarray:
+    """``encoder``'s embedding of ``rows``: every row of the manifest is extracted (one cache
+    per dataset and encoder, shared with notebook 02 and the runner), then indexed."""
     from qd_lib.encoders import extract
 
+    emb = extract(dataset.manifest, encoder, root=dataset.root, **extract_options)
+    stored = emb.meta.get("rows")
+    if stored is not None and len(stored) != len(dataset.manifest):
+        raise ValueError(f"The {encoder!r} embedding of {dataset.manifest.name!r} does not hold "
+                         "every row of the manifest (bad images skipped?); fix the images and "
+                         "extract again.")
+    array = np.asarray((emb[output] if output else emb.array)[rows])
+    if provenance is not None:
+        name = f"{encoder}.{output}" if output else encoder
+        provenance[name] = {"file": emb.path.name, "weights": emb.meta.get("weights_sha256"),
+                            "input_policy": emb.meta.get("input_policy"),
+                            "sha256_16": hashlib.sha256(
+                                np.ascontiguousarray(array).tobytes()).hexdigest()[:16]}
+    return array
+
+
+def feature_inputs(keys, dataset, rows, *, feature_set: str | FeatureSet = "offline",
+                   seed: int = 0, provenance: dict | None = None,
+                   **extract_options) -> dict[str, np.ndarray]:
+    """Arrays for the input roles ``keys`` (``content``, ``quality``, ``embedding``, ``probs``).
+
+    ``provenance``, when given, is filled with one entry per encoder output read (cache file,
+    weights hash, input policy, digest of the rows used).
+    """
     fs = get_feature_set(feature_set)
     rows = np.asarray(rows, dtype=np.int64)
 
     def encode(encoder: str, output: str | None = None) -> np.ndarray:
-        emb = extract(dataset.manifest, encoder, root=dataset.root, rows=rows, **extract_options)
-        return np.asarray(emb[output] if output else emb.array)
+        return _encode(dataset, rows, encoder, output, provenance, **extract_options)
 
     out = {}
     for key in keys:
         if key in ("content", "quality"):
             out[key] = encode(getattr(fs, key))
         elif key == "embedding":
-            out[key] = baseline_embedding(dataset, rows, feature_set=fs, **extract_options)
+            out[key] = baseline_embedding(dataset, rows, feature_set=fs, provenance=provenance,
+                                          **extract_options)
         elif key == "probs":
             out[key] = encode(*fs.probs) if fs.probs else soft_cluster_probabilities(
                 encode(fs.quality), seed=seed)
@@ -158,15 +183,13 @@ def feature_inputs(keys, dataset, rows, *, feature_set: str | FeatureSet = "offl
 
 
 def baseline_embedding(dataset, rows, *, feature_set: str | FeatureSet = "offline",
-                       **extract_options) -> np.ndarray:
+                       provenance: dict | None = None, **extract_options) -> np.ndarray:
     """The single embedding the baselines (and the t-SNE maps) read: LIQE in the paper's set;
     the standardised concatenation of the content and quality embeddings offline."""
-    from qd_lib.encoders import extract
-
     fs = get_feature_set(feature_set)
     rows = np.asarray(rows, dtype=np.int64)
-    blocks = [np.asarray(extract(dataset.manifest, e, root=dataset.root, rows=rows,
-                                 **extract_options).array) for e in fs.baseline]
+    blocks = [_encode(dataset, rows, e, None, provenance, **extract_options)
+              for e in fs.baseline]
     return blocks[0] if len(blocks) == 1 else standardize_blocks(blocks)
 
 

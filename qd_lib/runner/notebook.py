@@ -1,0 +1,147 @@
+"""Runs executed as notebooks: one papermill execution of ``04_train_iqa.ipynb`` per run.
+
+:func:`run_notebook` passes the whole :class:`~qd_lib.runner.spec.RunSpec` to the notebook's
+``SPEC`` parameter, so the notebook runs exactly what :func:`~qd_lib.runner.run_experiment`
+would, and keeps the executed notebook beside the record::
+
+    runs/<run_id>/run.ipynb        # every cell's output: what a reader opens to see the run
+
+The notebook is written to ``run.partial.ipynb`` while it executes and renamed when the kernel
+finishes (also after a failure, so the traceback is kept). A sweep killed at any moment leaves a
+run folder without ``metrics.json``; the next sweep runs it again from its last checkpoint and
+replaces the partial notebook.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+import traceback
+from datetime import UTC, datetime
+from pathlib import Path
+
+from qd_lib.paths import display_path, repo_root, runs_dir
+from qd_lib.runner.experiment import METRICS, PARAMS, _jsonable, read_record
+from qd_lib.runner.spec import SCHEMA_VERSION, RunSpec, environment_record
+from qd_lib.utils.io import atomic_write_json
+
+logger = logging.getLogger(__name__)
+
+EXECUTED_NOTEBOOK = "run.ipynb"
+PARTIAL_NOTEBOOK = "run.partial.ipynb"  # while the kernel runs
+EXECUTORS = ("papermill", "python")
+
+
+def default_notebook() -> Path:
+    """``notebooks/04_train_iqa.ipynb`` of this checkout."""
+    return repo_root() / "notebooks" / "04_train_iqa.ipynb"
+
+
+def run_notebook(spec: RunSpec, *, runs_root=None, force: bool = False, device: str = "auto",
+                 keep_checkpoint: bool = False, torch_threads: int | None = None,
+                 notebook=None, kernel_name: str | None = None, start_timeout: int = 120,
+                 cell_timeout: float | None = None) -> dict:
+    """Run ``spec`` by executing the training notebook with papermill; return its record.
+
+    Parameters
+    ----------
+    spec : RunSpec
+        What to run.
+    runs_root : path, optional
+        Parent of the run folder (default :func:`qd_lib.paths.runs_dir`).
+    force : bool, default=False
+        Start over even if the run finished.
+    device : str, default="auto"
+        Training device.
+    keep_checkpoint : bool, default=False
+        Keep the run's last checkpoint.
+    torch_threads : int, optional
+        ``torch.set_num_threads`` inside the kernel.
+    notebook : path, optional
+        The notebook to execute (default :func:`default_notebook`); it must take the
+        parameters ``SPEC``, ``RUNS_DIR``, ``DEVICE``, ``KEEP_CHECKPOINT``, ``TORCH_THREADS``.
+    kernel_name : str, optional
+        Jupyter kernel (default: the notebook's own, ``python3``).
+    start_timeout : int, default=120
+        Seconds to wait for the kernel to start.
+    cell_timeout : float, optional
+        Seconds one cell may run (training is one cell) before the run is stopped and
+        recorded as failed; ``None``: no limit.
+
+    Returns
+    -------
+    dict
+        The ``metrics.json`` record (``skipped`` true when it had finished before), with
+        ``executed_notebook`` naming the executed notebook in the run folder.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``notebook`` does not exist.
+    ValueError
+        If the notebook does not declare every parameter the runner passes (papermill would
+        only warn and run with the notebook's defaults).
+    """
+    import papermill as pm
+
+    from qd_lib.runner.experiment import run_status
+
+    root = Path(runs_root) if runs_root is not None else runs_dir()
+    run_dir = root / spec.run_id
+    metrics_path = run_dir / METRICS
+    if not force and run_status(spec, root) == "done":
+        return {**read_record(metrics_path), "skipped": True}
+    source = Path(notebook) if notebook is not None else default_notebook()
+    if not source.is_file():
+        raise FileNotFoundError(f"The 'notebook' parameter must name an existing notebook. Got "
+                                f"{str(source)!r}.")
+    parameters = {"SPEC": spec.to_dict(), "RUNS_DIR": str(root.resolve()), "DEVICE": device,
+                  "KEEP_CHECKPOINT": bool(keep_checkpoint), "TORCH_THREADS": torch_threads}
+    undeclared = sorted(set(parameters) - set(pm.inspect_notebook(str(source))))
+    if undeclared:
+        raise ValueError(f"The notebook {display_path(source)} does not declare the parameters "
+                         f"{undeclared} in its 'parameters' cell; the runner passes "
+                         f"{sorted(parameters)}.")
+    if force and run_dir.exists():
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    partial = run_dir / PARTIAL_NOTEBOOK
+    t0 = time.perf_counter()
+    error = None
+    try:
+        pm.execute_notebook(str(source), str(partial), parameters=parameters,
+                            kernel_name=kernel_name, progress_bar=False, log_output=False,
+                            cwd=str(repo_root()), start_timeout=start_timeout,
+                            execution_timeout=cell_timeout)
+    except Exception as exc:  # the run records its own failure; the kernel may not have
+        error = exc
+    if partial.is_file():
+        os.replace(partial, run_dir / EXECUTED_NOTEBOOK)
+    if not metrics_path.is_file():  # the kernel died (or never started) before recording
+        _record_failure(spec, run_dir, error or RuntimeError("the notebook wrote no record"),
+                        time.perf_counter() - t0)
+    record = read_record(metrics_path)
+    if (run_dir / EXECUTED_NOTEBOOK).is_file() and "executed_notebook" not in record:
+        record["executed_notebook"] = EXECUTED_NOTEBOOK
+        atomic_write_json(metrics_path, record)
+    if record.get("status") != "ok":
+        logger.error("%s failed (notebook %s)", spec.run_id,
+                     display_path(run_dir / EXECUTED_NOTEBOOK))
+    return {**record, "skipped": False}
+
+
+def _record_failure(spec: RunSpec, run_dir: Path, exc: BaseException, seconds: float) -> None:
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    record = {"schema_version": SCHEMA_VERSION, "run_id": spec.run_id,
+              "spec_hash": spec.spec_hash, "spec": spec.to_dict(), "sweep": spec.sweep,
+              **environment_record(), "dataset": spec.dataset, "scheme": spec.scheme,
+              "method": spec.method, "fraction": spec.fraction, "seed": spec.seed,
+              "model": spec.model, "config": spec.config, "status": "failed",
+              "error": {"type": type(exc).__name__, "message": str(exc)[:4000],
+                        "traceback": "".join(traceback.format_exception(exc))[-4000:]},
+              "seconds": round(seconds, 3), "finished_at": now}
+    if not (run_dir / PARAMS).is_file():
+        atomic_write_json(run_dir / PARAMS, {k: record[k] for k in (
+            "schema_version", "run_id", "spec_hash", "spec", "sweep")} | {"started_at": now})
+    atomic_write_json(run_dir / METRICS, _jsonable(record))
