@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 NB_OUT := runs/notebooks
 SELECTION_METHODS := qdiverse random herding kcenter contextual_diversity moderate pgcs
 
-.PHONY: venv test unit notebook-tests lint demo clean-venv
+.PHONY: venv test unit notebook-tests lint demo clean-venv browser-deps browser-test
 
 venv: $(STAMP)
 
@@ -23,7 +23,24 @@ lint: venv
 	$(PY) -m ruff check qd_lib tests benchmarks
 
 unit: venv
-	TQDM_DISABLE=1 $(PY) -m pytest tests
+	TQDM_DISABLE=1 $(PY) -m pytest tests -m "not browser"
+
+# Headless Chromium and its driver for the browser test (Debian packages). apt-get update runs
+# only when the package lists do not know chromium-driver yet (or are stale: the install fails);
+# sudo only when not root.
+browser-deps:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then \
+		echo "browser-deps: /usr/bin/chromium and /usr/bin/chromedriver are installed"; \
+	else \
+		SUDO=; [ "$$(id -u)" -eq 0 ] || SUDO=sudo; \
+		INSTALL="$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver"; \
+		apt-cache show chromium-driver >/dev/null 2>&1 || $$SUDO apt-get update; \
+		$$INSTALL || { $$SUDO apt-get update && $$INSTALL; }; \
+	fi
+
+# Notebook 08 in JupyterLab, driven by headless Chromium (selenium); a missing browser fails.
+browser-test: venv browser-deps
+	QD_BROWSER_TEST=1 TQDM_DISABLE=1 $(PY) -m pytest -m browser tests/browser -v
 
 # Notebooks run through papermill with their tiny defaults, then nbval re-executes the output
 # and compares the cells marked NBVAL_CHECK_OUTPUT.
@@ -46,12 +63,16 @@ notebook-tests: venv
 		$(NB_OUT)/05_tsne_maps.ipynb -p DATASET proxy-tiny
 	TQDM_DISABLE=1 $(PY) -m papermill --no-progress-bar notebooks/06_mos_coverage.ipynb \
 		$(NB_OUT)/06_mos_coverage.ipynb -p DATASET proxy-tiny
+	TQDM_DISABLE=1 $(PY) -m papermill --no-progress-bar notebooks/08_explorer.ipynb \
+		$(NB_OUT)/08_explorer.ipynb -p DATASET proxy-tiny
 	TQDM_DISABLE=1 $(PY) -m pytest -p no:cacheprovider --nbval-lax --nbval-current-env \
+		--nbval-sanitize-with tests/nbval_sanitize.cfg \
 		$(NB_OUT)/00_proxy_benchmark.ipynb $(NB_OUT)/01_dataset_manifests.ipynb \
-		$(NB_OUT)/02_extract_embeddings.ipynb $(NB_OUT)/03_select_coresets_qdiverse.ipynb \
-		$(NB_OUT)/04_train_iqa.ipynb $(NB_OUT)/05_tsne_maps.ipynb $(NB_OUT)/06_mos_coverage.ipynb
+		$(NB_OUT)/02_extract_embeddings.ipynb $(NB_OUT)/03_select_coresets_*.ipynb \
+		$(NB_OUT)/04_train_iqa.ipynb $(NB_OUT)/05_tsne_maps.ipynb $(NB_OUT)/06_mos_coverage.ipynb \
+		$(NB_OUT)/08_explorer.ipynb
 
-test: lint unit notebook-tests
+test: lint unit notebook-tests browser-test
 
 # The main job on the default proxy benchmark (PROXY MOS): build it, extract the offline
 # embeddings, select with Q-Diverse and every baseline at 10 %, train the CPU `small` MANIQA on

@@ -125,7 +125,11 @@ def run_notebook(spec: RunSpec, *, runs_root=None, force: bool = False, device: 
     if (run_dir / EXECUTED_NOTEBOOK).is_file() and "executed_notebook" not in record:
         record["executed_notebook"] = EXECUTED_NOTEBOOK
         atomic_write_json(metrics_path, record)
-    if record.get("status") != "ok":
+    if record.get("status") == "ok":
+        logger.info("%s: SRCC %.4f, PLCC %.4f on %d test images (%.0f s)", spec.run_id,
+                    record["metrics"]["srcc"], record["metrics"]["plcc"], record["n_test"],
+                    record["seconds"])
+    else:
         logger.error("%s failed (notebook %s)", spec.run_id,
                      display_path(run_dir / EXECUTED_NOTEBOOK))
     return {**record, "skipped": False}
