@@ -63,6 +63,8 @@ notebook-tests: venv
 		$(NB_OUT)/05_tsne_maps.ipynb -p DATASET proxy-tiny
 	TQDM_DISABLE=1 $(PY) -m papermill --no-progress-bar notebooks/06_mos_coverage.ipynb \
 		$(NB_OUT)/06_mos_coverage.ipynb -p DATASET proxy-tiny
+	TQDM_DISABLE=1 $(PY) -m papermill --no-progress-bar notebooks/07_results_tables.ipynb \
+		$(NB_OUT)/07_results_tables.ipynb
 	TQDM_DISABLE=1 $(PY) -m papermill --no-progress-bar notebooks/08_explorer.ipynb \
 		$(NB_OUT)/08_explorer.ipynb -p DATASET proxy-tiny
 	TQDM_DISABLE=1 $(PY) -m pytest -p no:cacheprovider --nbval-lax --nbval-current-env \
@@ -70,7 +72,7 @@ notebook-tests: venv
 		$(NB_OUT)/00_proxy_benchmark.ipynb $(NB_OUT)/01_dataset_manifests.ipynb \
 		$(NB_OUT)/02_extract_embeddings.ipynb $(NB_OUT)/03_select_coresets_*.ipynb \
 		$(NB_OUT)/04_train_iqa.ipynb $(NB_OUT)/05_tsne_maps.ipynb $(NB_OUT)/06_mos_coverage.ipynb \
-		$(NB_OUT)/08_explorer.ipynb
+		$(NB_OUT)/07_results_tables.ipynb $(NB_OUT)/08_explorer.ipynb
 
 test: lint unit notebook-tests browser-test
 
@@ -90,12 +92,12 @@ demo: venv
 		$(NB_OUT)/05_tsne_maps_default.ipynb -p DATASET proxy-default
 	$(PY) -m papermill --no-progress-bar notebooks/06_mos_coverage.ipynb \
 		$(NB_OUT)/06_mos_coverage_default.ipynb -p DATASET proxy-default
-	$(PY) -m qd_lib.runner table notebooks/sweeps/demo.yaml
+	$(PY) -m qd_lib.runner table notebooks/sweeps/demo.yaml --layout paper
 	@echo "demo: PROXY benchmark in data/proxy-default/ (or \$$QD_DATA_ROOT); runs in runs/"
 	@echo "demo: figures and tables:"
 	@ls -1 figures/proxy-default_mos.png figures/proxy-default_tsne_grid.png \
 		figures/proxy-default_mos_coverage.png figures/proxy-default_coverage.md \
-		figures/tables/demo.md
+		figures/tables/demo.md figures/tables/demo_table2_maniqa-small.md
 
 clean-venv:
 	rm -rf $(VENV)

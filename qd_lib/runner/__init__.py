@@ -10,6 +10,7 @@ Command line::
 
     python -m qd_lib.runner sweep notebooks/sweeps/smoke.yaml [--dry-run] [--force]
     python -m qd_lib.runner table notebooks/sweeps/smoke.yaml
+    python -m qd_lib.runner table notebooks/sweeps/smoke.yaml --layout paper [--latex]
 
 Each run writes ``runs/<run_id>/`` (``params.json``, ``selection.json``, ``metrics.json``, see
 :mod:`qd_lib.runner.experiment`, and ``run.ipynb``, the executed training notebook, when the
@@ -34,9 +35,18 @@ from qd_lib.runner.notebook import run_notebook
 from qd_lib.runner.records import collect_runs, format_table, save_table, summarise
 from qd_lib.runner.spec import SCHEMA_VERSION, RunSpec, expand, load_sweep, validate_spec
 from qd_lib.runner.sweep import SweepReport, run_sweep
+from qd_lib.runner.tables import (
+    PaperTable,
+    paper_table,
+    paper_tables,
+    save_paper_table,
+    save_paper_tables,
+    sweep_runs,
+)
 
 __all__ = [
     "FEATURE_SOURCES",
+    "PaperTable",
     "SCHEMA_VERSION",
     "RunRecordError",
     "RunSpec",
@@ -46,6 +56,8 @@ __all__ = [
     "format_table",
     "get_features",
     "load_sweep",
+    "paper_table",
+    "paper_tables",
     "pixel_features",
     "read_record",
     "register_feature_source",
@@ -53,8 +65,11 @@ __all__ = [
     "run_notebook",
     "run_status",
     "run_sweep",
+    "save_paper_table",
+    "save_paper_tables",
     "save_table",
     "select_coreset",
     "summarise",
+    "sweep_runs",
     "validate_spec",
 ]

@@ -8,10 +8,15 @@
                                          [--workers N | --scheduler ADDRESS]
     python -m qd_lib.runner table [CONFIG] [--runs-dir DIR] [--name NAME]
                                            [--metrics srcc plcc] [--no-save]
+                                           [--layout long|paper] [--model NAME[/CONFIG] ...]
+                                           [--latex] [--decimals 4]
 
 ``sweep`` exits with 0 when every run finished (or was finished before) and 1 when a run
 failed (``--keep-going`` makes it 0 anyway); ``table`` prints the Markdown table and writes it
-under ``figures/tables/``.
+under ``figures/tables/``. With ``--layout paper`` it also builds the supplement's Table 2
+layout, one table per model (with CONFIG: the runs of the file's current grid), prints it
+(``--latex``: its LaTeX source) and writes ``<name>_table2_<model>-<config>.{md,tex,csv,json}``;
+it exits with 2 when the runs cannot share a table (mixed test splits, metric variants, ...).
 """
 from __future__ import annotations
 
@@ -53,6 +58,16 @@ def _parser() -> argparse.ArgumentParser:
                        help="file name under figures/tables/ (default: the sweep's name)")
     table.add_argument("--metrics", nargs="+", default=["srcc", "plcc"])
     table.add_argument("--no-save", action="store_true", help="print only")
+    table.add_argument("--layout", choices=("long", "paper"), default="long",
+                       help="long: one row per dataset/model/fraction/method (default); paper: "
+                            "also the supplement's Table 2 layout, one table per model")
+    table.add_argument("--model", action="append", default=None,
+                       help="with --layout paper: only this model ('maniqa' or 'maniqa/tiny'; "
+                            "repeatable)")
+    table.add_argument("--latex", action="store_true",
+                       help="with --layout paper: print the LaTeX source instead of Markdown")
+    table.add_argument("--decimals", type=int, default=4,
+                       help="with --layout paper: decimals shown (default 4)")
     table.add_argument("--log-level", default="WARNING")
     return parser
 
@@ -102,12 +117,10 @@ def _table(args) -> int:
     if runs.empty:
         print("no finished runs", file=sys.stderr)
         return 1
+    if args.layout == "paper":
+        return _paper_table(args, runs, sweep_name)
     summary = summarise(runs, metrics=args.metrics)
-    note = None
-    if runs["proxy"].fillna(False).any():
-        from qd_lib.data.synthetic import PROXY_LABEL
-
-        note = f"{PROXY_LABEL}. Features: {', '.join(sorted(runs['features'].dropna().unique()))}."
+    note = _proxy_note(runs)
     if note:
         print(note + "\n")
     print(format_table(summary, metrics=args.metrics), end="")
@@ -115,6 +128,38 @@ def _table(args) -> int:
         paths = save_table(summary, args.name or sweep_name or "results", runs=runs,
                            metrics=args.metrics, note=note)
         print(f"\nsaved {paths['md']}")
+    return 0
+
+
+def _proxy_note(runs) -> str | None:
+    if not runs["proxy"].fillna(False).any():
+        return None
+    from qd_lib.data.synthetic import PROXY_LABEL
+
+    return f"{PROXY_LABEL}. Features: {', '.join(sorted(runs['features'].dropna().unique()))}."
+
+
+def _paper_table(args, runs, sweep_name) -> int:
+    from qd_lib.paths import display_path
+    from qd_lib.runner import RunRecordError, save_table, summarise
+    from qd_lib.runner.tables import paper_tables, save_paper_tables, sweep_runs
+
+    if args.config:  # the file's current grid, not runs of an older version of it
+        runs = sweep_runs(args.config, args.runs_dir)
+    name = args.name or sweep_name or "results"
+    try:
+        tables = paper_tables(runs, models=args.model, metrics=args.metrics,
+                              decimals=args.decimals)
+        summary = summarise(runs, metrics=args.metrics)
+    except (RunRecordError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for table in tables.values():
+        print(table.to_latex() if args.latex else table.to_markdown())
+    if not args.no_save:
+        save_table(summary, name, runs=runs, metrics=args.metrics, note=_proxy_note(runs))
+        for paths in save_paper_tables(tables, name).values():
+            print(f"saved {display_path(paths['md'])} (.tex, .csv, _long.csv, .json)")
     return 0
 
 

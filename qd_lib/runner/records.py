@@ -8,6 +8,9 @@
 3. :func:`format_table` renders it as Markdown (best value per dataset, fraction and metric in
    bold); :func:`save_table` writes ``.md``, ``.csv`` and a ``.json`` with the source run ids
    under ``figures/tables/``.
+
+The supplement's Table 2 layout (fractions × methods by datasets × metrics, one model, Markdown
+and LaTeX) is built from the same records by :mod:`qd_lib.runner.tables`.
 """
 from __future__ import annotations
 
@@ -51,7 +54,8 @@ def collect_runs(runs_root=None, *, status: str | None = "ok", sweep: str | None
         Columns: run_id, sweep, dataset, scheme, model, config, method, fraction, seed, status,
         the metrics (srcc, plcc, plcc_logistic, krcc, rmse), best_srcc/best_plcc/best_epoch
         (best on test, where recorded), n_train, n_test, test_split_hash, inference_policy
-        (JSON text), epoch_rule, label_norm, plcc_variant, proxy, features, seconds, error.
+        (JSON text), epoch_rule, label_norm, plcc_variant, proxy, features, seconds, error,
+        spec_hash, git_commit, git_dirty, versions (JSON text).
 
     Raises
     ------
@@ -82,7 +86,9 @@ def collect_runs(runs_root=None, *, status: str | None = "ok", sweep: str | None
             "features": features.get("label") or features.get("source"),
             "seconds": record.get("seconds"),
             "error": (record.get("error") or {}).get("message"),
-            "spec_hash": record.get("spec_hash")})
+            "spec_hash": record.get("spec_hash"), "git_commit": record.get("git_commit"),
+            "git_dirty": record.get("git_dirty"),
+            "versions": json.dumps(record.get("versions"), sort_keys=True)})
     table = pd.DataFrame(rows)
     if table.empty:
         logger.warning("no run records under %s", display_path(root))
@@ -111,10 +117,14 @@ def _check_consistent(runs: pd.DataFrame) -> None:
         hashes = group["test_split_hash"].dropna().unique()
         if len(hashes) > 1:
             counts = group.groupby("test_split_hash")["run_id"].count().to_dict()
+            width = 8  # the shortest prefix (from 8 characters) that tells the hashes apart
+            while len({str(h)[:width] for h in hashes}) < len(hashes):
+                width += 4
             raise RunRecordError(
                 f"Runs of dataset {dataset!r} were evaluated on {len(hashes)} different test "
-                f"splits ({ {h[:8]: n for h, n in counts.items()} } runs per split hash); a "
-                "table must not mix them. Filter the runs (e.g. by sweep) or re-run them.")
+                f"splits (test_split_hash: { {h[:width]: n for h, n in counts.items()} } runs per "
+                "split hash); a table must not mix them. Filter the runs (e.g. by sweep) or "
+                "re-run them.")
     for key, group in runs.groupby(["dataset", "model", "config"], sort=False):
         for column in _POLICY_KEYS:
             values = group[column].dropna().unique()
