@@ -113,7 +113,9 @@ def run_notebook(spec: RunSpec, *, runs_root=None, force: bool = False, device: 
         pm.execute_notebook(str(source), str(partial), parameters=parameters,
                             kernel_name=kernel_name, progress_bar=False, log_output=False,
                             cwd=str(repo_root()), start_timeout=start_timeout,
-                            execution_timeout=cell_timeout)
+                            execution_timeout=cell_timeout,
+                            # the kernel's start-up warnings (TCP on localhost) are noise here
+                            extra_arguments=["--IPKernelApp.log_level=ERROR"])
     except Exception as exc:  # the run records its own failure; the kernel may not have
         error = exc
     if partial.is_file():
