@@ -159,6 +159,11 @@ def test_sweeps_over_several_models():
         expand({**sweep, "models": [{"model": "maniqa", "cfg": "tiny"}]})
     with pytest.raises(UnknownNameError, match="config"):
         expand({**sweep, "models": ["maniqa/tinny"]})
+    with pytest.raises(ValueError, match="'model' and 'config'"):  # no silent default config
+        expand({**sweep, "models": ["maniqa"]})
+    for key in ("models", "datasets", "seeds", "methods"):
+        with pytest.raises(ValueError, match=rf"'{key}' must not be empty"):
+            expand({**sweep, key: []})
 
 
 def test_cli_dry_run_and_table(finished, tmp_path, capsys):
@@ -306,6 +311,11 @@ def test_encoder_specs_map_onto_feature_sets():
         check_feature_spec({"source": "encoders", "set": "ofline"}, ("embedding",))
     with pytest.raises(UnknownNameError, match="features key"):
         check_feature_spec({"source": "encoders", "embedding": "nss"}, ("embedding",))
+    for bad, message in (({"probs": "liqe"}, "'encoder.output'"),
+                         ({"content": "soft_clusters"}, "must name one encoder"),
+                         ({"baseline": []}, "at least one encoder")):
+        with pytest.raises(ValueError, match=message):
+            check_feature_spec({"source": "encoders", **bad}, ("embedding",))
     with pytest.raises(UnknownNameError, match="features key of source 'pixels'"):
         check_feature_spec({"source": "pixels", "set": "offline"}, ("embedding",))
 
@@ -346,3 +356,24 @@ def test_shipped_sweep_files_expand_and_validate(name):
             0.05, 0.1, 0.3, 0.5, 0.7, 0.9, 0.95}
         assert {s.model for s in specs} == {"musiq", "maniqa"}
         assert len(specs) == 2 * len({s.dataset for s in specs}) * (7 * 7 + 1) * 3
+
+
+def test_a_mean_over_seeds_never_mixes_settings(tmp_path):
+    from qd_lib.runner.records import _settings
+    from qd_lib.runner.tables import paper_table
+
+    spec = RunSpec(method="random", fraction=0.1, **TINY).to_dict()
+    rows = []
+    for seed, epochs in ((0, 1), (1, 3)):  # same cell, different seeds AND different epochs
+        settings = _settings({**spec, "seed": seed, "overrides": {"epochs": epochs}})
+        rows.append(_record("a", "random", 0.1, seed, 0.5 + seed / 10, **settings))
+    runs = pd.DataFrame(rows)
+    for build in (summarise, lambda r: paper_table(r, model="maniqa")):
+        with pytest.raises(RunRecordError, match=r"differ in more than their seed: "
+                                                 r"\{'overrides': \['\{\"epochs\": 1\}', "
+                                                 r"'\{\"epochs\": 3\}'\]\}"):
+            build(runs)
+    same = pd.DataFrame([_record("a", "random", 0.1, seed, 0.5, **_settings({**spec,
+                                                                             "seed": seed}))
+                         for seed in (0, 1)])
+    assert summarise(same)["n_seeds"].tolist() == [2]  # seeds alone differ: averaged

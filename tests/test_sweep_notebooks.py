@@ -7,13 +7,14 @@ import sys
 import time
 
 import nbformat
+import psutil
 import pytest
 import yaml
 
 from qd_lib.paths import repo_root
 from qd_lib.runner import collect_runs, run_notebook, run_sweep
 from qd_lib.runner.notebook import EXECUTED_NOTEBOOK, PARTIAL_NOTEBOOK
-from qd_lib.runner.spec import RunSpec
+from qd_lib.runner.spec import SCHEMA_VERSION, RunSpec
 
 pytestmark = pytest.mark.usefixtures("tiny_bench")
 
@@ -62,6 +63,11 @@ def test_a_notebook_that_never_records_is_recorded_as_failed(tmp_path):
     nbformat.write(nb, broken)
     spec = RunSpec(method="random", fraction=0.25, **{k: SWEEP[k] for k in (
         "model", "config", "overrides", "features")}, dataset="proxy-tiny")
+    run_dir = tmp_path / spec.run_id  # an earlier failure must not pass for this one
+    run_dir.mkdir()
+    (run_dir / "metrics.json").write_text(json.dumps({
+        "schema_version": SCHEMA_VERSION, "run_id": spec.run_id, "spec_hash": spec.spec_hash,
+        "status": "failed", "error": {"type": "X", "message": "OLD failure"}}))
     record = run_notebook(spec, runs_root=tmp_path, notebook=broken)
     assert record["status"] == "failed" and "boom" in record["error"]["message"]
     assert (tmp_path / spec.run_id / EXECUTED_NOTEBOOK).is_file()
@@ -87,7 +93,8 @@ def test_a_killed_sweep_finishes_only_what_is_missing(tmp_path):
            "--threads", "1"]
     proc = subprocess.Popen(cmd, cwd=repo_root(), env=env, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:  # kill the whole process group (driver and kernel) while the second run is going
+    children: list = []
+    try:  # kill the driver's process group while the second run is going
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
             done = list(runs.glob("*/metrics.json"))
@@ -99,12 +106,20 @@ def test_a_killed_sweep_finishes_only_what_is_missing(tmp_path):
             time.sleep(0.2)
         else:
             pytest.fail("the sweep never reached its second run")
+        # the kernel runs in a session of its own (jupyter_client), so killpg does not reach
+        # it: it must notice that its parent is gone and exit by itself
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert children, "no kernel process under the sweep"
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
-        time.sleep(2)  # the orphaned kernel notices its parent is gone and exits within 1 s
+        _, alive = psutil.wait_procs(children, timeout=15)
+        assert not alive, f"processes left running after the sweep was killed: {alive}"
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
+        for child in children:
+            if child.is_running():
+                child.kill()
     finished_before = {p.parent.name for p in runs.glob("*/metrics.json")}
     interrupted = {p.parent.name for p in runs.glob("*/params.json")} - finished_before
     assert finished_before and interrupted  # killed mid-run: a folder without a record

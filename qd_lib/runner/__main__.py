@@ -47,6 +47,9 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--executor", choices=("papermill", "python"), default=None,
                        help="papermill: each run executes notebooks/04 and keeps run.ipynb "
                             "(default, or the sweep file's 'executor'); python: in-process")
+    sweep.add_argument("--cell-timeout", type=float, default=None,
+                       help="papermill: seconds a notebook cell may run before the run is "
+                            "recorded as failed (default: the sweep file's, else no limit)")
     sweep.add_argument("--keep-going", action="store_true",
                        help="exit 0 even when runs failed (they are recorded)")
     sweep.add_argument("--log-level", default="INFO")
@@ -89,7 +92,7 @@ def _sweep(args) -> int:
         report = run_sweep(args.config, runs_root=args.runs_dir, force=args.force,
                            dry_run=args.dry_run, client=client, device=args.device,
                            keep_checkpoint=args.keep_checkpoint, torch_threads=args.threads,
-                           executor=args.executor)
+                           executor=args.executor, cell_timeout=args.cell_timeout)
     finally:
         if client is not None:
             client.close()
@@ -111,15 +114,23 @@ def _sweep(args) -> int:
 
 def _table(args) -> int:
     from qd_lib.runner import collect_runs, format_table, load_sweep, save_table, summarise
+    from qd_lib.runner.tables import sweep_runs
 
     sweep_name = load_sweep(args.config).get("name") if args.config else None
-    runs = collect_runs(args.runs_dir, sweep=sweep_name)
+    # with a sweep file: its current grid only, not runs of an older version of it
+    runs = sweep_runs(args.config, args.runs_dir) if args.config else collect_runs(args.runs_dir)
     if runs.empty:
         print("no finished runs", file=sys.stderr)
         return 1
     if args.layout == "paper":
         return _paper_table(args, runs, sweep_name)
-    summary = summarise(runs, metrics=args.metrics)
+    from qd_lib.runner import RunRecordError
+
+    try:
+        summary = summarise(runs, metrics=args.metrics)
+    except RunRecordError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     note = _proxy_note(runs)
     if note:
         print(note + "\n")
@@ -142,10 +153,8 @@ def _proxy_note(runs) -> str | None:
 def _paper_table(args, runs, sweep_name) -> int:
     from qd_lib.paths import display_path
     from qd_lib.runner import RunRecordError, save_table, summarise
-    from qd_lib.runner.tables import paper_tables, save_paper_tables, sweep_runs
+    from qd_lib.runner.tables import paper_tables, save_paper_tables
 
-    if args.config:  # the file's current grid, not runs of an older version of it
-        runs = sweep_runs(args.config, args.runs_dir)
     name = args.name or sweep_name or "results"
     try:
         tables = paper_tables(runs, models=args.model, metrics=args.metrics,

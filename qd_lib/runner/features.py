@@ -92,6 +92,18 @@ def check_feature_spec(spec: Mapping, inputs: Sequence[str]) -> None:
             raise UnknownNameError("features key of source 'encoders'", key,
                                    ("source",) + ENCODER_KEYS)
     get_feature_set(spec.get("set", "offline"))
+    for key in ("content", "quality"):
+        if key in spec and (not isinstance(spec[key], str) or spec[key] == SOFT_CLUSTERS):
+            raise ValueError(f"The features key {key!r} must name one encoder. Got "
+                             f"{spec[key]!r}.")
+    if "baseline" in spec and not _encoder_names(spec["baseline"]):
+        raise ValueError(f"The features key 'baseline' must name at least one encoder. Got "
+                         f"{spec['baseline']!r}.")
+    if "probs" in spec and spec["probs"] != SOFT_CLUSTERS and (
+            not isinstance(spec["probs"], str) or "." not in spec["probs"]):
+        raise ValueError(f"The features key 'probs' must be 'encoder.output' (e.g. "
+                         f"'liqe.quality5': probabilities, not an embedding) or "
+                         f"{SOFT_CLUSTERS!r}. Got {spec['probs']!r}.")
     try:
         from qd_lib.encoders import available_encoders
     except ImportError:

@@ -62,7 +62,8 @@ def run_notebook(spec: RunSpec, *, runs_root=None, force: bool = False, device: 
         The notebook to execute (default :func:`default_notebook`); it must take the
         parameters ``SPEC``, ``RUNS_DIR``, ``DEVICE``, ``KEEP_CHECKPOINT``, ``TORCH_THREADS``.
     kernel_name : str, optional
-        Jupyter kernel (default: the notebook's own, ``python3``).
+        Jupyter kernel (default: the notebook's own, ``python3``). The kernel starts in the
+        current directory, so relative dataset paths mean what they mean to the caller.
     start_timeout : int, default=120
         Seconds to wait for the kernel to start.
     cell_timeout : float, optional
@@ -105,6 +106,8 @@ def run_notebook(spec: RunSpec, *, runs_root=None, force: bool = False, device: 
                          f"{sorted(parameters)}.")
     if force and run_dir.exists():
         shutil.rmtree(run_dir)
+    if metrics_path.is_file():  # a failed or stale record must not pass for this run's result
+        metrics_path.unlink()
     run_dir.mkdir(parents=True, exist_ok=True)
     partial = run_dir / PARTIAL_NOTEBOOK
     t0 = time.perf_counter()
@@ -112,7 +115,7 @@ def run_notebook(spec: RunSpec, *, runs_root=None, force: bool = False, device: 
     try:
         pm.execute_notebook(str(source), str(partial), parameters=parameters,
                             kernel_name=kernel_name, progress_bar=False, log_output=False,
-                            cwd=str(repo_root()), start_timeout=start_timeout,
+                            cwd=os.getcwd(), start_timeout=start_timeout,
                             execution_timeout=cell_timeout,
                             # the kernel's start-up warnings (TCP on localhost) are noise here
                             extra_arguments=["--IPKernelApp.log_level=ERROR"])

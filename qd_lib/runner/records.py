@@ -14,6 +14,7 @@ and LaTeX) is built from the same records by :mod:`qd_lib.runner.tables`.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Sequence
@@ -55,7 +56,8 @@ def collect_runs(runs_root=None, *, status: str | None = "ok", sweep: str | None
         the metrics (srcc, plcc, plcc_logistic, krcc, rmse), best_srcc/best_plcc/best_epoch
         (best on test, where recorded), n_train, n_test, test_split_hash, inference_policy
         (JSON text), epoch_rule, label_norm, plcc_variant, proxy, features, seconds, error,
-        spec_hash, git_commit, git_dirty, versions (JSON text).
+        spec_hash, git_commit, git_dirty, versions (JSON text), settings (JSON text of the run
+        spec without its seed) and settings_hash: runs that may share a table cell.
 
     Raises
     ------
@@ -88,7 +90,8 @@ def collect_runs(runs_root=None, *, status: str | None = "ok", sweep: str | None
             "error": (record.get("error") or {}).get("message"),
             "spec_hash": record.get("spec_hash"), "git_commit": record.get("git_commit"),
             "git_dirty": record.get("git_dirty"),
-            "versions": json.dumps(record.get("versions"), sort_keys=True)})
+            "versions": json.dumps(record.get("versions"), sort_keys=True),
+            **_settings(record.get("spec"))})
     table = pd.DataFrame(rows)
     if table.empty:
         logger.warning("no run records under %s", display_path(root))
@@ -106,6 +109,44 @@ def collect_runs(runs_root=None, *, status: str | None = "ok", sweep: str | None
     if dup.any():
         logger.warning("%d records share a spec_hash (copied run folders?)", int(dup.sum()))
     return table.reset_index(drop=True)
+
+
+_NOT_SETTINGS = ("seed", "sweep", "root")
+
+
+def _settings(spec) -> dict:
+    """The run spec without what may differ between runs averaged in one cell (the seed)."""
+    if not isinstance(spec, dict):
+        return {"settings": None, "settings_hash": None}
+    kept = {k: v for k, v in spec.items() if k not in _NOT_SETTINGS}
+    text = json.dumps(kept, sort_keys=True)
+    return {"settings": text, "settings_hash": hashlib.sha256(text.encode()).hexdigest()[:16]}
+
+
+def check_one_setting_per_cell(runs: pd.DataFrame, by: Sequence[str]) -> None:
+    """Refuse to average runs that differ in anything but the seed (method options, model
+    overrides, features, ...) in one cell of ``by``.
+
+    Raises
+    ------
+    RunRecordError
+        Naming the cell, the settings that differ and their values.
+    """
+    if "settings_hash" not in runs.columns:
+        return
+    for key, group in runs.groupby(list(by), sort=True, dropna=False):
+        if group["settings_hash"].dropna().nunique() <= 1:
+            continue
+        specs = [json.loads(t) for t in group["settings"].dropna().unique()]
+        fields = sorted({f for sp in specs for f in sp
+                         if len({json.dumps(x.get(f), sort_keys=True) for x in specs}) > 1})
+        shown = {f: sorted({json.dumps(x.get(f), sort_keys=True) for x in specs})
+                 for f in fields}
+        cell = dict(zip(by, key if isinstance(key, tuple) else (key,)))
+        raise RunRecordError(
+            f"The runs of cell {cell} differ in more than their seed: {shown}. A mean over "
+            "seeds must not mix settings; filter the runs (e.g. sweep_runs() for a sweep "
+            "file's current grid) or give the variants their own method name.")
 
 
 def _num(value) -> float:
@@ -152,6 +193,7 @@ def summarise(runs: pd.DataFrame, *, by: Sequence[str] = DEFAULT_BY,
     if missing:
         raise ValueError(f"The runs table lacks the column(s) {missing}.")
     _check_consistent(runs)
+    check_one_setting_per_cell(runs, by)
     grouped = runs.groupby(list(by), sort=True, dropna=False)
     out = grouped[list(metrics)].agg(["mean", "std"])
     out.columns = [f"{m}_{stat}" for m, stat in out.columns]

@@ -26,6 +26,7 @@ A sweep file (YAML) lists the grid::
         params: {variant: deepcore}
       - full                        # the whole training split (fraction ignored: 1.0)
     executor: papermill             # each run executes notebooks/04 (default); or python
+    cell_timeout: 7200              # seconds a notebook cell may run (optional)
 
 :func:`expand` turns it into RunSpecs after validating every name, so a typo fails in seconds.
 """
@@ -50,7 +51,7 @@ SCHEMA_VERSION = 1
 FULL_METHOD = "full"
 SWEEP_KEYS = ("name", "datasets", "scheme", "model", "config", "overrides", "fractions",
               "seeds", "features", "methods", "description", "executor", "notebook",
-              "models")
+              "models", "cell_timeout")
 METHOD_KEYS = ("name", "params", "features")
 
 
@@ -207,7 +208,10 @@ def validate_spec(spec: RunSpec) -> None:
 def _as_list(value, name: str) -> list:
     if value is None:
         raise ValueError(f"The sweep needs {name!r}.")
-    return list(value) if isinstance(value, (list, tuple)) else [value]
+    values = list(value) if isinstance(value, (list, tuple)) else [value]
+    if not values:
+        raise ValueError(f"The sweep's {name!r} must not be empty. Got {value!r}.")
+    return values
 
 
 def load_sweep(source) -> dict:
@@ -241,17 +245,19 @@ def _models(data: Mapping) -> list[dict]:
         raise ValueError("A sweep takes either 'model' and 'config' or 'models', not both.")
     out = []
     for entry in _as_list(data["models"], "models"):
-        if isinstance(entry, str):
+        if isinstance(entry, str) and "/" in entry:
             model, _, config = entry.partition("/")
-            entry = {"model": model, "config": config or "paper"}
-        if not isinstance(entry, Mapping) or "model" not in entry:
+            entry = {"model": model, "config": config}
+        if isinstance(entry, Mapping):
+            unknown = sorted(set(entry) - {"model", "config", "overrides"})
+            if unknown:
+                raise UnknownNameError("models entry key", unknown[0], ("model", "config",
+                                                                       "overrides"))
+        if not isinstance(entry, Mapping) or "model" not in entry or "config" not in entry:
             raise ValueError(f"Each entry of 'models' must be 'name/config' or a mapping with "
-                             f"'model'. Got {entry!r}.")
-        unknown = sorted(set(entry) - {"model", "config", "overrides"})
-        if unknown:
-            raise UnknownNameError("models entry key", unknown[0], ("model", "config",
-                                                                   "overrides"))
-        out.append({"model": str(entry["model"]), "config": str(entry.get("config", "paper")),
+                             f"'model' and 'config' (no default: 'tiny' and 'paper' differ by "
+                             f"orders of magnitude). Got {entry!r}.")
+        out.append({"model": str(entry["model"]), "config": str(entry["config"]),
                     "scheme": scheme, "overrides": {**overrides,
                                                     **(entry.get("overrides") or {})}})
     return out

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import numbers
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +29,7 @@ from qd_lib.runner.experiment import run_experiment, run_status
 from qd_lib.runner.notebook import EXECUTORS, run_notebook
 from qd_lib.runner.spec import FULL_METHOD, RunSpec, expand, load_sweep
 from qd_lib.utils.progress import progress
-from qd_lib.utils.validation import check_option
+from qd_lib.utils.validation import check_option, check_scalar
 
 logger = logging.getLogger(__name__)
 
@@ -83,12 +84,12 @@ def _budget_of(spec: RunSpec, cache: dict) -> int | None:
 
 def _execute(spec: RunSpec, runs_root: str, force: bool, device: str, keep_checkpoint: bool,
              torch_threads: int | None, executor: str = "python", notebook=None,
-             show_progress: bool | None = False) -> dict:
+             show_progress: bool | None = False, cell_timeout: float | None = None) -> dict:
     """Run one spec in this process or as a notebook (also the task a Dask worker runs)."""
     if executor == "papermill":
         return run_notebook(spec, runs_root=runs_root, force=force, device=device,
                             keep_checkpoint=keep_checkpoint, torch_threads=torch_threads,
-                            notebook=notebook)
+                            notebook=notebook, cell_timeout=cell_timeout)
     return run_experiment(spec, runs_root=runs_root, force=force, device=device,
                           keep_checkpoint=keep_checkpoint, show_progress=show_progress,
                           torch_threads=torch_threads)
@@ -97,7 +98,8 @@ def _execute(spec: RunSpec, runs_root: str, force: bool, device: str, keep_check
 def run_sweep(sweep, *, runs_root=None, force: bool = False, dry_run: bool = False,
               client=None, device: str = "auto", keep_checkpoint: bool = False,
               torch_threads: int | None = None, show_progress: bool | None = None,
-              executor: str | None = None, notebook=None) -> SweepReport:
+              executor: str | None = None, notebook=None,
+              cell_timeout: float | None = None) -> SweepReport:
     """Run every experiment of ``sweep`` that has not finished yet.
 
     Parameters
@@ -127,7 +129,11 @@ def run_sweep(sweep, *, runs_root=None, force: bool = False, dry_run: bool = Fal
         Default: the sweep file's ``executor`` key, else ``papermill``.
     notebook : path, optional
         The notebook papermill executes (default: the sweep file's ``notebook`` key, else
-        ``notebooks/04_train_iqa.ipynb``).
+        ``notebooks/04_train_iqa.ipynb``); a relative path is taken from the current directory.
+    cell_timeout : float, optional
+        With ``papermill``: seconds one notebook cell (training is one cell) may run before the
+        run is stopped and recorded as failed (default: the sweep file's ``cell_timeout``, else
+        no limit), so one hung run cannot stall a long sweep.
 
     Returns
     -------
@@ -143,6 +149,11 @@ def run_sweep(sweep, *, runs_root=None, force: bool = False, dry_run: bool = Fal
     executor = executor or data.get("executor") or "papermill"
     check_option(executor, "executor", EXECUTORS)
     notebook = notebook or data.get("notebook")
+    if notebook is not None:
+        notebook = str(Path(notebook).resolve())  # the same file for every worker
+    cell_timeout = cell_timeout if cell_timeout is not None else data.get("cell_timeout")
+    if cell_timeout is not None:
+        check_scalar(cell_timeout, "cell_timeout", numbers.Real, min_val=0, closed="right")
     root = Path(runs_root) if runs_root is not None else runs_dir()
     report = SweepReport(name=name)
     statuses = {s.run_id: run_status(s, root) for s in specs}
@@ -165,15 +176,15 @@ def run_sweep(sweep, *, runs_root=None, force: bool = False, dry_run: bool = Fal
     if client is not None and pending:
         threads = 1 if torch_threads is None else torch_threads
         futures = [client.submit(_execute, spec, str(root), force, device, keep_checkpoint,
-                                 threads, executor, notebook, key=f"qd-run-{spec.run_id}",
-                                 pure=False)
+                                 threads, executor, notebook, False, cell_timeout,
+                                 key=f"qd-run-{spec.run_id}", pure=False)
                    for spec in pending]
         report.records.extend(client.gather(futures))
     else:
         for spec in progress(pending, desc=f"sweep {name}", enabled=show_progress):
             report.records.append(_execute(
                 spec, str(root), force, device, keep_checkpoint, torch_threads, executor,
-                notebook, show_progress))
+                notebook, show_progress, cell_timeout))
     _append_index(root, report.records)
     report.seconds = round(time.perf_counter() - t0, 3)
     counts = report.counts

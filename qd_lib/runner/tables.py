@@ -35,7 +35,13 @@ import pandas as pd
 from qd_lib.metrics import METRICS
 from qd_lib.paths import display_path, figures_dir
 from qd_lib.runner.experiment import RunRecordError
-from qd_lib.runner.records import _POLICY_KEYS, _check_consistent, collect_runs, summarise
+from qd_lib.runner.records import (
+    _POLICY_KEYS,
+    _check_consistent,
+    check_one_setting_per_cell,
+    collect_runs,
+    summarise,
+)
 from qd_lib.runner.spec import FULL_METHOD
 from qd_lib.utils.io import atomic_write_json, atomic_write_text
 
@@ -424,8 +430,9 @@ def paper_table(data: pd.DataFrame, *, model: str | None = None, config: str | N
     metrics : sequence of str, default=("srcc", "plcc")
         Sub-columns of each dataset.
     datasets, fractions, methods : sequence, optional
-        Columns, fraction blocks and method rows to show, in this order (default: those in
-        the runs, in the supplement's order). A requested one without runs shows ``–``.
+        Columns, fraction blocks and method rows to show (default: those in the runs).
+        Datasets and methods keep the order given; fraction blocks are always shown in
+        increasing order, as in the supplement. A requested one without runs shows ``–``.
         ``"full"`` among ``methods`` forces the Full row.
     include_full : bool, default=True
         Add the Full row (method ``full``) at the bottom when such runs exist.
@@ -514,6 +521,7 @@ def paper_table(data: pd.DataFrame, *, model: str | None = None, config: str | N
         _check_consistent(runs)
         _check_table_wide(runs)
         _check_one_run_per_seed(runs)
+        check_one_setting_per_cell(runs, ("dataset", "fraction", "method"))
         summary = summarise(runs, by=CELL_KEYS, metrics=metrics)
     index = {(r["dataset"], r["method"], None if r["method"] == FULL_METHOD else
               _key(r["fraction"])): r for _, r in summary.iterrows()}

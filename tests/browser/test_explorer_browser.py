@@ -251,6 +251,15 @@ def driver(lab, tmp_path_factory):
         browser.quit()
 
 
+# sha256 of the bytes an <img> shows (blob: or data: URL), so a redraw is checked by content
+IMAGE_DIGEST_JS = """
+const [src, done] = arguments;
+fetch(src).then(r => r.arrayBuffer()).then(b => crypto.subtle.digest('SHA-256', b))
+  .then(d => done(Array.from(new Uint8Array(d), x => x.toString(16).padStart(2, '0')).join('')))
+  .catch(e => done('error: ' + e));
+"""
+
+
 def test_notebook_08_runs_in_jupyterlab_and_the_explorer_updates(lab, driver):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
@@ -289,6 +298,8 @@ def test_notebook_08_runs_in_jupyterlab_and_the_explorer_updates(lab, driver):
     ran = time.monotonic()
     assert view["picks"] > 0 and "qdiverse" in view["status"], view
     tsne_before = next(img["src"] for img in view["images"] if "qd-tsne" in img["cls"])
+    digest_before = driver.execute_async_script(IMAGE_DIGEST_JS, tsne_before)
+    assert len(digest_before) == 64, digest_before
 
     explorer = driver.find_element(By.CSS_SELECTOR, ".qd-explorer")
     driver.execute_script("arguments[0].scrollIntoView({block: 'start'});", explorer)
@@ -304,6 +315,10 @@ def test_notebook_08_runs_in_jupyterlab_and_the_explorer_updates(lab, driver):
 
     after = _wait(redrawn, UPDATE_S, "the t-SNE image and status to follow the dropdown")
     assert after["picks"] > 0
+    tsne_after = next(img["src"] for img in after["images"] if "qd-tsne" in img["cls"])
+    digest_after = driver.execute_async_script(IMAGE_DIGEST_JS, tsne_after)
+    assert len(digest_after) == 64 and digest_after != digest_before, (
+        "the t-SNE image shows the same bytes after the method changed")
     _wait(lambda: (s := kernel_state()) and s["status"] == "idle", UPDATE_S, "an idle kernel")
 
     shots = runs_dir() / "browser"
