@@ -71,15 +71,18 @@ def _budget_of(spec: RunSpec, cache: dict) -> int | None:
     from qd_lib.data import coreset_size
     from qd_lib.runner.experiment import _load_dataset
 
-    try:
-        if spec.dataset not in cache:
+    key = (spec.dataset, spec.scheme)
+    if key not in cache:
+        try:
             loaded = _load_dataset(spec)
-            cache[spec.dataset] = len(loaded.manifest.split_indices(spec.scheme, "train"))
-        n_train = cache[spec.dataset]
-        return n_train if spec.method == FULL_METHOD else coreset_size(n_train, spec.fraction)
-    except Exception as exc:  # dry runs report, never fail
-        logger.warning("%s: budget unknown (%s)", spec.dataset, exc)
+            cache[key] = len(loaded.manifest.split_indices(spec.scheme, "train"))
+        except Exception as exc:  # dry runs report (once per dataset), never fail
+            logger.warning("%s: budget unknown (%s)", spec.dataset, exc)
+            cache[key] = None
+    n_train = cache[key]
+    if n_train is None:
         return None
+    return n_train if spec.method == FULL_METHOD else coreset_size(n_train, spec.fraction)
 
 
 def _execute(spec: RunSpec, runs_root: str, force: bool, device: str, keep_checkpoint: bool,
