@@ -185,6 +185,10 @@ def fit_logistic4(pred, mos, *, maxfev: int = 10000) -> np.ndarray | None:
     the fit fails to converge or gives non-finite values.
     """
     p, y = _check_pair(pred, mos)
+    if len(p) < 4:  # scipy raises TypeError: more parameters than points
+        warnings.warn(f"4-parameter logistic fit needs at least 4 points, got {len(p)}; "
+                      "returning NaN.", FitWarning, stacklevel=2)
+        return None
     scale = float(np.std(p)) / 4.0
     start = [float(y.max()), float(y.min()), float(p.mean()), scale if scale > 0 else 1.0]
     try:

@@ -84,6 +84,13 @@ def test_logistic_fit_failure_gives_nan_and_a_warning(monkeypatch, pair):
     assert optimize.curve_fit is boom  # the module attribute was patched, nothing else
 
 
+def test_logistic_fit_on_fewer_than_four_points_gives_nan_and_a_warning():
+    with pytest.warns(FitWarning, match="at least 4 points, got 3"):
+        assert np.isnan(plcc_logistic([0.1, 0.5, 0.9], [1.0, 2.5, 4.0]))
+    with pytest.warns(FitWarning, match="at least 4 points, got 2"):
+        assert np.isnan(rmse([0.1, 0.9], [1.0, 4.0], fit="logistic"))
+
+
 def test_constant_inputs_give_nan_with_a_warning():
     for func in (srcc, plcc, krcc, plcc_logistic):
         with pytest.warns(ConstantInputWarning, match="constant"):
