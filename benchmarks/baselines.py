@@ -63,12 +63,12 @@ import platform
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import tracemalloc
 from pathlib import Path
 
 import numpy as np
+from _shared import RssSampler, proc_status
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -298,20 +298,6 @@ def naive_scale(case: str, n_small: int, n: int) -> float:
 
 
 # ------------------------------------------------------------------------------- the child
-def _proc_status() -> dict[str, int]:
-    """Memory fields of /proc/self/status, in bytes (empty where /proc is missing)."""
-    out = {}
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                key, _, value = line.partition(":")
-                if key in ("VmHWM", "VmRSS", "RssAnon"):
-                    out[key] = int(value.split()[0]) * 1024
-    except OSError:
-        pass
-    return out
-
-
 def _reset_peak_rss() -> bool:
     """Reset VmHWM to the current RSS (Linux >= 4.0); False where that is not possible."""
     try:
@@ -320,33 +306,6 @@ def _reset_peak_rss() -> bool:
         return True
     except OSError:
         return False
-
-
-class AnonSampler:
-    """Samples RssAnon in a thread every ``interval`` seconds and keeps the peak."""
-
-    def __init__(self, interval: float = 0.005):
-        self.interval = interval
-        self.peak = 0
-        self._stop = threading.Event()
-
-    def _sample(self):
-        self.peak = max(self.peak, _proc_status().get("RssAnon", 0))
-
-    def _loop(self):
-        while not self._stop.wait(self.interval):
-            self._sample()
-
-    def __enter__(self):
-        self._sample()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self._sample()
 
 
 def run_case(job: dict) -> dict:
@@ -361,21 +320,21 @@ def run_case(job: dict) -> dict:
             t0 = time.perf_counter()
             fn()
             seconds = time.perf_counter() - t0
-        return {"seconds": seconds, "rss_peak": _proc_status().get("VmHWM")}
+        return {"seconds": seconds, "rss_peak": proc_status().get("VmHWM")}
 
     # Warm-up on a small prefix: imports (openTSNE, scipy, ...) and first-call costs.
     small = {k: v[:min(job["n"], 300)] for k, v in data.items()}
     select_call(job["case"], small, max(1, len(small["X"]) // 10))()
     fn = select_call(job["case"], data, budget)
-    rss_start = _proc_status().get("VmRSS")
+    rss_start = proc_status().get("VmRSS")
     reset = _reset_peak_rss()
-    with AnonSampler() as anon:
+    with RssSampler(interval=0.005) as anon:
         t0 = time.perf_counter()
         sel = fn()
         seconds = time.perf_counter() - t0
-    status = _proc_status()
+    status = proc_status()
     result = {"seconds": seconds, "budget": sel.budget, "rss_start": rss_start,
-              "rss_peak": status.get("VmHWM") if reset else None, "anon_peak": anon.peak,
+              "rss_peak": status.get("VmHWM") if reset else None, "anon_peak": anon.anon,
               "traced_peak": None}
     if seconds <= job["trace_max_s"]:
         tracemalloc.start()

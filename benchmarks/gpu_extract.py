@@ -27,34 +27,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
+from _shared import write_photo_dataset
 
 LABEL = "RANDOM-INIT WEIGHTS (throughput only, embeddings meaningless)"
-
-
-def _write_images(folder: Path, n: int, seed: int = 0):
-    import pandas as pd
-    from PIL import Image
-
-    from qd_lib.data import DatasetInfo, Manifest
-    from qd_lib.data.synthetic.references import PHOTOS, photo_rgb
-
-    rng = np.random.default_rng(seed)
-    photos = [photo_rgb(p) for p in PHOTOS]
-    photos = [p if p.ndim == 3 else np.repeat(p[..., None], 3, axis=2) for p in photos]
-    (folder / "images").mkdir(parents=True, exist_ok=True)
-    rows = []
-    for i in range(n):
-        src = Image.fromarray(photos[i % len(photos)])
-        scale = rng.uniform(1.0, 1.6)
-        src = src.resize((max(512, int(src.width * scale)), max(384, int(src.height * scale))))
-        left = int(rng.integers(0, src.width - 512 + 1))
-        top = int(rng.integers(0, src.height - 384 + 1))
-        rel = f"images/{i:05d}.jpg"
-        src.crop((left, top, left + 512, top + 384)).save(folder / rel, quality=90)
-        rows.append({"image_id": f"{i:05d}", "relpath": rel, "mos": 3.0})
-    return Manifest(pd.DataFrame(rows), DatasetInfo(name="gpu-bench", mos_range=(1, 5)))
 
 
 def _random_checkpoints(folder: Path) -> Path:
@@ -120,7 +96,7 @@ def main() -> None:
         os.environ["QD_RUNS_DIR"] = str(tmp / "runs")
         (tmp / "weights").mkdir()
         resnet_path = _random_checkpoints(tmp / "weights")
-        manifest = _write_images(tmp / "data", args.n_images)
+        manifest = write_photo_dataset(tmp / "data", args.n_images)
         name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
         print(f"{LABEL}\n{args.n_images} JPEGs 512x384 written in "
               f"{time.perf_counter() - started:.1f} s; device {name}; torch {torch.__version__}; "

@@ -28,35 +28,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
+from _shared import write_photo_dataset
 
 LABEL = "RANDOM-INIT BACKBONE (throughput only, scores meaningless)"
-
-
-def _write_dataset(folder: Path, n: int, seed: int = 0):
-    import pandas as pd
-    from PIL import Image
-
-    from qd_lib.data import DatasetInfo, Manifest
-    from qd_lib.data.synthetic.references import PHOTOS, photo_rgb
-
-    rng = np.random.default_rng(seed)
-    photos = [photo_rgb(p) for p in PHOTOS]
-    photos = [p if p.ndim == 3 else np.repeat(p[..., None], 3, axis=2) for p in photos]
-    (folder / "images").mkdir(parents=True, exist_ok=True)
-    rows = []
-    for i in range(n):
-        src = Image.fromarray(photos[i % len(photos)])
-        scale = rng.uniform(1.0, 1.6)
-        src = src.resize((max(512, int(src.width * scale)), max(384, int(src.height * scale))))
-        left = int(rng.integers(0, src.width - 512 + 1))
-        top = int(rng.integers(0, src.height - 384 + 1))
-        rel = f"images/{i:05d}.jpg"
-        src.crop((left, top, left + 512, top + 384)).save(folder / rel, quality=90)
-        rows.append({"image_id": f"{i:05d}", "relpath": rel, "mos": float(rng.uniform(1, 5)),
-                     "split_paper": "train" if i < n * 3 // 4 else "test"})
-    return Manifest(pd.DataFrame(rows), DatasetInfo(name="gpu-bench", mos_range=(1, 5)))
 
 
 def _sync(device: torch.device) -> None:
@@ -122,7 +97,7 @@ def end_to_end(config: str, device: torch.device, n_images: int, workers) -> dic
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        manifest = _write_dataset(folder, n_images)
+        manifest = write_photo_dataset(folder, n_images, random_mos=True, train_share=0.75)
         train_ids = manifest.subset("paper", "train")["image_id"].tolist()
         t0 = time.perf_counter()
         result = train_on_coreset(manifest, folder, train_ids, model="maniqa", config=config,

@@ -51,12 +51,12 @@ import resource
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import tracemalloc
 from pathlib import Path
 
 import numpy as np
+from _shared import RssSampler, proc_status
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -92,52 +92,9 @@ def write_clustered(path: Path, n: int, d: int, *, dtype=np.float32, n_clusters:
 
 
 # ------------------------------------------------------------------------------- memory
-def _status() -> dict[str, int]:
-    """Memory fields of /proc/self/status in bytes (empty where /proc is missing)."""
-    fields = {}
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                key, _, value = line.partition(":")
-                if key in ("VmHWM", "VmRSS", "RssAnon", "RssFile"):
-                    fields[key] = int(value.split()[0]) * 1024
-    except OSError:
-        pass
-    return fields
-
-
 def peak_rss() -> int:
     """Process peak resident set size in bytes (VmHWM, else getrusage)."""
-    return _status().get("VmHWM") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
-class RssSampler:
-    """Samples RssAnon / RssFile every few ms in a thread and keeps their peaks."""
-
-    def __init__(self, interval: float = 0.01):
-        self.interval = interval
-        self.anon = self.file = 0
-
-    def _sample(self):
-        s = _status()
-        self.anon = max(self.anon, s.get("RssAnon", 0))
-        self.file = max(self.file, s.get("RssFile", 0))
-
-    def _loop(self):
-        while not self._stop.wait(self.interval):
-            self._sample()
-
-    def __enter__(self):
-        self._sample()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self._sample()
+    return proc_status().get("VmHWM") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 # ------------------------------------------------------------------------------- reference
@@ -212,7 +169,7 @@ def child_qdiverse(job: dict) -> dict:
     Fc, Fq = _open(job)
     feats = {"content": Fc, "quality": Fq}
     opts = {"n_jobs": job["n_jobs"], "progress": False}
-    rss_start = _status().get("VmRSS", 0)
+    rss_start = proc_status().get("VmRSS", 0)
     with RssSampler() as sampled:
         t0 = time.perf_counter()
         sel = select("qdiverse", feats, job["fraction"], seed=job["seed"], **opts)
@@ -268,7 +225,7 @@ def child_million(job: dict) -> dict:
     from qd_lib.utils.validation import check_array_2d
 
     Fc, Fq = _open(job)
-    rss_start = _status().get("VmRSS", 0)
+    rss_start = proc_status().get("VmRSS", 0)
     tracemalloc.start()
     t0 = time.perf_counter()
     check_array_2d(Fc, "content")

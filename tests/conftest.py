@@ -19,6 +19,19 @@ def tiny_bench():
 
 
 @pytest.fixture
+def one_torch_thread():
+    """One intra-op torch thread: tests check results, not speed, and multi-threaded torch
+    stalls badly when other processes share the cores. Modules opt in with
+    ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture
 def small_table():
     """A valid 6-row manifest table with two split schemes."""
     return pd.DataFrame({

@@ -17,15 +17,7 @@ from qd_lib.encoders.nss import aggd_fit, feature_names, ggd_fit
 from qd_lib.utils.errors import OfflineWeightsError, UnknownNameError
 from qd_lib.weights import install_offline_weights
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """One intra-op thread: these tests check results, not speed, and multi-threaded torch
-    stalls badly when other processes share the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _photo(name="chelsea", size=None):

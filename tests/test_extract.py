@@ -7,7 +7,6 @@ import zlib
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from PIL import Image
 
 from qd_lib.data import DatasetInfo, Manifest
@@ -22,14 +21,7 @@ from qd_lib.weights import install_offline_weights
 extract_module = importlib.import_module("qd_lib.encoders.extract")
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """One intra-op thread: these tests check results, not speed, and multi-threaded torch
-    stalls badly when other processes share the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class Interrupted(RuntimeError):

@@ -18,13 +18,7 @@ from qd_lib.models.musiq import collate_patches, hse_index, multiscale_patches
 from qd_lib.training.pipelines import ImagePipeline, crop_positions
 from qd_lib.utils.errors import OfflineWeightsError, UnknownNameError
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)  # fast and stable on a shared 2-core machine
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # -- the official layouts, written from the official code's module structure ----------------------

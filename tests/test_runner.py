@@ -4,7 +4,6 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 import yaml
 
 from qd_lib.runner import (
@@ -28,12 +27,7 @@ from qd_lib.utils.errors import UnknownNameError
 TINY = dict(dataset="proxy-tiny", model="maniqa", config="tiny", overrides={"epochs": 1})
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)  # fast and stable on a shared 2-core machine
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -16,13 +16,7 @@ from qd_lib.training import (
 from qd_lib.training import loop as loop_module
 from qd_lib.training.loop import _targets
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)  # fast and stable on a shared 2-core machine
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -54,6 +54,7 @@ from qd_lib.data.dataset import IQADataset, check_images
 from qd_lib.data.manifest import Manifest
 from qd_lib.encoders.base import Encoder, ImageTooSmallError
 from qd_lib.paths import display_path, runs_dir
+from qd_lib.utils.device import resolve_device
 from qd_lib.utils.errors import CacheMismatchError, ImageReadError
 from qd_lib.utils.io import atomic_write_bytes, atomic_write_json
 from qd_lib.utils.progress import progress
@@ -137,17 +138,6 @@ def load_embeddings(path: str | os.PathLike) -> Embeddings:
 
 
 # -- small helpers -----------------------------------------------------------------------------
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"``: CUDA when available, else the CPU."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"The 'device' parameter must be 'auto', 'cpu', 'cuda' or 'cuda:<i>'. "
-                         f"Got {device!r} instead.") from None
-
-
 def _rows_hash(rows: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(rows, dtype="<i8").tobytes()).hexdigest()
 

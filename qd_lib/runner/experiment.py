@@ -31,12 +31,10 @@ import traceback
 from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
-
 from qd_lib.paths import display_path, runs_dir
 from qd_lib.runner.spec import FULL_METHOD, SCHEMA_VERSION, RunSpec, environment_record
 from qd_lib.utils.errors import QDError
-from qd_lib.utils.io import atomic_write_json
+from qd_lib.utils.io import atomic_write_json, to_jsonable
 
 logger = logging.getLogger(__name__)
 
@@ -241,7 +239,7 @@ def run_experiment(spec: RunSpec, *, runs_root: str | Path | None = None, force:
         logger.error("%s failed: %s: %s", spec.run_id, type(exc).__name__, exc)
     record["seconds"] = round(time.perf_counter() - t0, 3)
     record["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
-    atomic_write_json(metrics_path, _jsonable(record))
+    atomic_write_json(metrics_path, to_jsonable(record, nan_to_none=True))
     if record["status"] == "ok":
         logger.info("%s: SRCC %.4f, PLCC %.4f on %d test images (%.0f s)", spec.run_id,
                     record["metrics"]["srcc"], record["metrics"]["plcc"], record["n_test"],
@@ -249,15 +247,3 @@ def run_experiment(spec: RunSpec, *, runs_root: str | Path | None = None, force:
     if error is not None and raise_errors:
         raise error
     return {**read_record(metrics_path), "skipped": False}  # exactly what a later read sees
-
-
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, float) and obj != obj:
-        return None  # NaN is not JSON; a missing value reads back as None
-    return obj

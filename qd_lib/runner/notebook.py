@@ -22,9 +22,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from qd_lib.paths import display_path, repo_root, runs_dir
-from qd_lib.runner.experiment import METRICS, PARAMS, _jsonable, read_record
+from qd_lib.runner.experiment import METRICS, PARAMS, read_record
 from qd_lib.runner.spec import SCHEMA_VERSION, RunSpec, environment_record
-from qd_lib.utils.io import atomic_write_json
+from qd_lib.utils.io import atomic_write_json, to_jsonable
 
 logger = logging.getLogger(__name__)
 
@@ -153,4 +153,4 @@ def _record_failure(spec: RunSpec, run_dir: Path, exc: BaseException, seconds: f
     if not (run_dir / PARAMS).is_file():
         atomic_write_json(run_dir / PARAMS, {k: record[k] for k in (
             "schema_version", "run_id", "spec_hash", "spec", "sweep")} | {"started_at": now})
-    atomic_write_json(run_dir / METRICS, _jsonable(record))
+    atomic_write_json(run_dir / METRICS, to_jsonable(record, nan_to_none=True))

@@ -18,6 +18,7 @@ import numpy as np
 
 from qd_lib.data.budget import resolve_budget
 from qd_lib.utils.errors import UnknownNameError
+from qd_lib.utils.io import to_jsonable
 from qd_lib.utils.validation import check_array_2d, check_random_state
 
 
@@ -105,23 +106,11 @@ class Selection:
             "budget": self.budget,
             "n_samples": self.n_samples,
             "seed": self.seed,
-            "params": _jsonable(self.params),
-            "info": _jsonable(self.info),
+            "params": to_jsonable(self.params),
+            "info": to_jsonable(self.info),
             "indices": self.indices.tolist(),
             "gains": None if self.gains is None else [float(g) for g in self.gains],
         }
-
-
-def _jsonable(obj):
-    if isinstance(obj, Mapping):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, np.generic):
-        return obj.item()
-    return obj
 
 
 @dataclass(frozen=True)

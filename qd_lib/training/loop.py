@@ -36,6 +36,7 @@ from qd_lib.models.configs import ModelConfig, Recipe
 from qd_lib.paths import display_path
 from qd_lib.training.pipelines import make_pipeline
 from qd_lib.training.seeding import derive_seed, seeded
+from qd_lib.utils.device import resolve_device
 from qd_lib.utils.errors import CacheMismatchError, QDError
 from qd_lib.utils.io import atomic_write_text
 from qd_lib.utils.progress import progress
@@ -141,19 +142,6 @@ def _loader(dataset, batch_size: int, *, order=None, drop_last=False, num_worker
 
 
 # -- helpers ------------------------------------------------------------------------------------
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"``: CUDA when available, else the CPU."""
-    if isinstance(device, torch.device):
-        return device
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"The 'device' parameter must be 'auto', 'cpu', 'cuda' or 'cuda:<i>'. "
-                         f"Got {device!r} instead.") from None
-
-
 def _amp_dtype(device: torch.device, amp) -> torch.dtype | None:
     if amp not in ("auto", True, False):
         raise ValueError(f"The 'amp' parameter must be True, False or 'auto'. Got {amp!r}.")

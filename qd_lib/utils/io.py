@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -65,3 +66,19 @@ def sha256_file(path: str | os.PathLike, *, chunk_size: int = 1 << 20) -> str:
         for chunk in iter(lambda: handle.read(chunk_size), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def to_jsonable(obj, *, nan_to_none: bool = False):
+    """``obj`` with numpy scalars and arrays turned into Python values, mappings into dicts with
+    string keys and tuples into lists; ``nan_to_none`` stores NaN as ``null`` (strict JSON)."""
+    if isinstance(obj, Mapping):
+        return {str(k): to_jsonable(v, nan_to_none=nan_to_none) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v, nan_to_none=nan_to_none) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return to_jsonable(obj.tolist(), nan_to_none=nan_to_none)
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if nan_to_none and isinstance(obj, float) and obj != obj:
+        return None
+    return obj
