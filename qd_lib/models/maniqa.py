@@ -37,6 +37,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from qd_lib.models.layers import Mlp
+
 logger = logging.getLogger(__name__)
 
 
@@ -120,20 +122,6 @@ class WindowAttention(nn.Module):
         attn = self.attn_drop(torch.softmax(attn, dim=-1))
         out = (attn @ v).transpose(1, 2).reshape(bw, n, c)
         return self.proj_drop(self.proj(out))
-
-
-class Mlp(nn.Module):
-    """Linear → GELU → Dropout → Linear → Dropout."""
-
-    def __init__(self, dim: int, hidden: int, drop: float = 0.0):
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden, dim)
-        self.drop = nn.Dropout(drop)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
 
 
 def _drop_path(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:

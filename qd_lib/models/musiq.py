@@ -35,6 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from qd_lib.models.layers import Mlp
+
 logger = logging.getLogger(__name__)
 
 
@@ -199,20 +201,6 @@ class MultiHeadAttention(nn.Module):
         attn = attn.masked_fill(~key_mask[:, None, None, :], float("-inf"))
         attn = self.attn_drop(torch.softmax(attn, dim=-1))
         return self.out((attn @ v).transpose(1, 2).reshape(b, n, c))
-
-
-class Mlp(nn.Module):
-    """Linear → GELU → Dropout → Linear → Dropout."""
-
-    def __init__(self, dim: int, hidden: int, drop: float):
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden, dim)
-        self.drop = nn.Dropout(drop)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
 
 
 class TransformerBlock(nn.Module):
