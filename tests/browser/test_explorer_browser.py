@@ -4,7 +4,13 @@ What it checks: JupyterLab opens ``08_explorer.ipynb``, runs every cell with no 
 explorer's widgets render (four dropdowns, two PNG images with pixels, status "ok"), choosing
 another method in the browser's dropdown makes the kernel redraw the t-SNE image and the status
 line, and the kernel is idle at the end. A screenshot goes to ``runs/browser/explorer.png``
-(``$QD_RUNS_DIR/browser/`` when that variable is set).
+(``$QD_RUNS_DIR/browser/`` when that variable is set). On a failure the message carries the tail
+of JupyterLab's log and the page is saved to ``runs/browser/failure.png``.
+
+Nothing depends on the page having focus: headless Chromium may never give it focus, and then
+JupyterLab's ``shell.currentWidget`` stays ``null``. The notebook panel is found by its path among
+``shell.widgets('main')``, activated by id, and ``notebook:run-all-cells`` is pointed at it with
+the semantic-command ``semanticWidget`` argument.
 
 How it leaves the committed notebook alone: JupyterLab's root dir is a fresh temporary folder
 that holds a *copy* of ``notebooks/08_explorer.ipynb``; the committed file is never opened by the
@@ -64,10 +70,22 @@ LAB_SETTINGS = {  # JUPYTERLAB_SETTINGS_DIR/<plugin path>.jupyterlab-settings
                                                      "checkForUpdates": False},
 }
 
+# The notebook panel is looked up among the main area's widgets by path, never through
+# ``shell.currentWidget``: headless Chromium may never give the page focus
+# (``document.hasFocus()`` false), and JupyterLab's current widget follows focus.
 KERNEL_STATE_JS = """
+const name = arguments[0];
 const app = window.jupyterapp;
-const panel = app && app.shell && app.shell.currentWidget;
-if (!panel || !panel.sessionContext || !panel.content) { return null; }
+if (!app || !app.shell) { return null; }
+let panel = null;
+const main = [];
+for (const w of app.shell.widgets('main')) {
+  main.push(w.id);
+  if (!panel && w.sessionContext && w.content && w.context && w.context.path.endsWith(name)) {
+    panel = w;
+  }
+}
+if (!panel) { return {found: false, main: main}; }
 const ctx = panel.sessionContext;
 const kernel = ctx.session && ctx.session.kernel;
 const cells = panel.content.widgets.filter(c => c.model.type === 'code');
@@ -77,9 +95,20 @@ for (const cell of cells) {
     if (out.output_type === 'error') { errors.push(out.ename + ': ' + out.evalue); }
   }
 }
-return {path: ctx.path, ready: ctx.isReady, status: kernel ? kernel.status : null,
-        code_cells: cells.length,
-        executed: cells.filter(c => c.model.executionCount !== null).length, errors: errors};
+return {found: true, id: panel.id, path: ctx.path, ready: ctx.isReady,
+        status: kernel ? kernel.status : null, code_cells: cells.length,
+        executed: cells.filter(c => c.model.executionCount !== null).length, errors: errors,
+        has_focus: document.hasFocus()};
+"""
+
+# Activate the panel and run all its cells; the command is pointed at the panel by id
+# (JupyterLab's semantic-command argument), so it does not depend on the current widget.
+RUN_ALL_JS = """
+const [panelId, done] = arguments;
+const app = window.jupyterapp;
+app.shell.activateById(panelId);
+app.commands.execute('notebook:run-all-cells', {semanticWidget: panelId, activate: true})
+  .then(() => done('ok'), e => done('error: ' + e));
 """
 
 EXPLORER_JS = """
@@ -115,8 +144,12 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _wait(condition, timeout: float, what: str, interval: float = 0.5):
-    """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds."""
+def _wait(condition, timeout: float, what: str, interval: float = 0.5, diagnose=None):
+    """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds.
+
+    ``diagnose()``, when given, returns extra text for the failure message (log tail, the path
+    of a screenshot).
+    """
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
@@ -124,7 +157,8 @@ def _wait(condition, timeout: float, what: str, interval: float = 0.5):
         if last:
             return last
         time.sleep(interval)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}; last seen: {last!r}",
+    extra = f"\n{diagnose()}" if diagnose is not None else ""
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}; last seen: {last!r}{extra}",
                 pytrace=False)
 
 
@@ -260,33 +294,57 @@ fetch(src).then(r => r.arrayBuffer()).then(b => crypto.subtle.digest('SHA-256', 
 """
 
 
+def _diagnostics(lab, driver):
+    """A screenshot of the page (``runs/browser/failure.png``) and JupyterLab's log tail."""
+    shots = runs_dir() / "browser"
+    shots.mkdir(parents=True, exist_ok=True)
+    shot = shots / "failure.png"
+    try:
+        saved = driver.save_screenshot(str(shot))
+    except Exception as exc:  # the browser itself may be the problem
+        saved, shot = False, f"no screenshot ({exc})"
+    where = shot if saved else f"no screenshot saved ({shot})"
+    return (f"screenshot: {where}\n--- JupyterLab log (last 3000 characters) ---\n"
+            f"{lab.log_tail()}")
+
+
 def test_notebook_08_runs_in_jupyterlab_and_the_explorer_updates(lab, driver):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
 
     committed = _sha256(NOTEBOOK)
+    (runs_dir() / "browser" / "failure.png").unlink(missing_ok=True)  # from an earlier failure
     started = time.monotonic()
     driver.get(f"{lab.url}lab/tree/{NOTEBOOK.name}?reset&token={lab.token}")
 
-    def kernel_state():
-        return driver.execute_script(KERNEL_STATE_JS)
+    def diagnose():
+        return _diagnostics(lab, driver)
 
-    _wait(lambda: (s := kernel_state()) and s["path"].endswith(NOTEBOOK.name) and s["ready"]
-          and s["status"] == "idle" and s["code_cells"] > 0,
-          KERNEL_READY_S, "the notebook to open with an idle kernel")
+    def kernel_state():
+        return driver.execute_script(KERNEL_STATE_JS, NOTEBOOK.name)
+
+    def opened_idle():
+        state = kernel_state()
+        ok = (state and state["found"] and state["path"].endswith(NOTEBOOK.name)
+              and state["ready"] and state["status"] == "idle" and state["code_cells"] > 0)
+        return state if ok else None
+
+    state = _wait(opened_idle, KERNEL_READY_S, "the notebook to open with an idle kernel",
+                  diagnose=diagnose)
     opened = time.monotonic()
-    driver.execute_script("window.jupyterapp.commands.execute('notebook:run-all-cells');")
+    outcome = driver.execute_async_script(RUN_ALL_JS, state["id"])
+    assert outcome == "ok", f"notebook:run-all-cells failed: {outcome}\n{diagnose()}"
 
     def finished():
         state = kernel_state()
-        if state and state["errors"]:
-            pytest.fail(f"a notebook cell failed in the browser: {state['errors']}",
-                        pytrace=False)
-        done = (state and state["executed"] == state["code_cells"]
+        if state and state.get("errors"):
+            pytest.fail(f"a notebook cell failed in the browser: {state['errors']}\n"
+                        f"{diagnose()}", pytrace=False)
+        done = (state and state["found"] and state["executed"] == state["code_cells"]
                 and state["status"] == "idle")
         return state if done else None
 
-    _wait(finished, RUN_ALL_S, "every cell to run (kernel idle)")
+    _wait(finished, RUN_ALL_S, "every cell to run (kernel idle)", diagnose=diagnose)
 
     def rendered():
         view = driver.execute_script(EXPLORER_JS)
@@ -294,7 +352,8 @@ def test_notebook_08_runs_in_jupyterlab_and_the_explorer_updates(lab, driver):
               and all(img["width"] > 0 for img in view["images"]) and view["state"] == "ok")
         return view if ok else None
 
-    view = _wait(rendered, UPDATE_S, "the explorer's dropdowns and images to render")
+    view = _wait(rendered, UPDATE_S, "the explorer's dropdowns and images to render",
+                 diagnose=diagnose)
     ran = time.monotonic()
     assert view["picks"] > 0 and "qdiverse" in view["status"], view
     tsne_before = next(img["src"] for img in view["images"] if "qd-tsne" in img["cls"])
@@ -313,13 +372,15 @@ def test_notebook_08_runs_in_jupyterlab_and_the_explorer_updates(lab, driver):
               and tsne["src"] != tsne_before and tsne["width"] > 0)
         return now if ok else None
 
-    after = _wait(redrawn, UPDATE_S, "the t-SNE image and status to follow the dropdown")
+    after = _wait(redrawn, UPDATE_S, "the t-SNE image and status to follow the dropdown",
+                  diagnose=diagnose)
     assert after["picks"] > 0
     tsne_after = next(img["src"] for img in after["images"] if "qd-tsne" in img["cls"])
     digest_after = driver.execute_async_script(IMAGE_DIGEST_JS, tsne_after)
     assert len(digest_after) == 64 and digest_after != digest_before, (
         "the t-SNE image shows the same bytes after the method changed")
-    _wait(lambda: (s := kernel_state()) and s["status"] == "idle", UPDATE_S, "an idle kernel")
+    _wait(lambda: (s := kernel_state()) and s["status"] == "idle", UPDATE_S, "an idle kernel",
+          diagnose=diagnose)
 
     shots = runs_dir() / "browser"
     shots.mkdir(parents=True, exist_ok=True)
@@ -327,6 +388,7 @@ def test_notebook_08_runs_in_jupyterlab_and_the_explorer_updates(lab, driver):
     driver.execute_script("arguments[0].scrollIntoView({block: 'start'});", explorer)
     assert driver.save_screenshot(str(screenshot)) and screenshot.stat().st_size > 10_000
     print(f"screenshot: {screenshot}")
+    print(f"page focus: {state['has_focus']} (the test does not depend on it)")
     print(f"timings: notebook open {opened - started:.1f} s, run-all + render "
           f"{ran - opened:.1f} s, dropdown update {time.monotonic() - ran:.1f} s")
     assert _sha256(NOTEBOOK) == committed, "the committed notebook was modified"
