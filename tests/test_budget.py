@@ -54,3 +54,32 @@ def test_resolve_budget_counts_and_fractions():
         resolve_budget(10, 11)
     with pytest.raises(ValueError, match="'budget'"):
         resolve_budget(10, -1)
+
+
+# -- the one fraction format ---------------------------------------------------------------------
+def test_format_fraction_never_collides_and_keeps_two_decimals():
+    from qd_lib.data import format_fraction, fraction_label
+
+    fractions = [0.005, 0.01, 0.015, 0.05, 0.1, 0.125, 0.3, 0.95, 1.0]
+    texts = [format_fraction(f) for f in fractions]
+    assert texts == ["0.005", "0.01", "0.015", "0.05", "0.10", "0.125", "0.30", "0.95", "1.00"]
+    assert len(set(texts)) == len(texts)
+    assert [float(t) for t in texts] == fractions
+    assert [fraction_label(f) for f in (0.005, 0.015, 0.07, 0.1, 1)] == [
+        "0.5%", "1.5%", "7%", "10%", "100%"]
+    with pytest.raises(ValueError, match="'fraction'"):
+        format_fraction(0)
+
+
+def test_selection_and_run_ids_use_the_same_fraction_format():
+    from qd_lib.data import format_fraction
+    from qd_lib.runner import RunSpec
+    from qd_lib.selection.records import selection_run_id
+
+    ids = {selection_run_id("proxy-tiny", "offline", "random", f, 0, {})
+           for f in (0.005, 0.01, 0.015)}
+    assert len(ids) == 3  # two decimals would give f0.01 three times
+    for f in (0.005, 0.015, 0.1):
+        tag = f"__f{format_fraction(f)}__"
+        assert tag in RunSpec(dataset="proxy-tiny", method="random", fraction=f).run_id
+        assert tag in selection_run_id("proxy-tiny", "offline", "random", f, 0, {})

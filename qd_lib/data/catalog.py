@@ -144,6 +144,27 @@ def _locate(name) -> tuple[Path, Path | None]:
     return path, None
 
 
+def canonical_dataset_name(name) -> str:
+    """The one name a dataset goes by in run hashes, run ids, record folders and table columns.
+
+    Aliases and titles resolve to the registry name (``"kadid"``, ``"KADID-10K"`` →
+    ``"kadid10k"``), proxy names are lower-cased (``"Proxy-Tiny"`` → ``"proxy-tiny"``); a path to
+    a manifest CSV and a name nothing resolves are returned unchanged (loading reports them).
+    No file is read.
+
+    >>> canonical_dataset_name("KADID-10K")
+    'kadid10k'
+    """
+    if not isinstance(name, str) or _looks_like_path(name):
+        return str(name)
+    if name.lower().startswith(PROXY_PREFIX):
+        return name.lower()
+    try:
+        return resolve_name(name)
+    except UnknownNameError:
+        return name
+
+
 def load_manifest(name, root: str | Path | None = None, scheme: str = "paper") -> LoadedDataset:
     """Load a dataset's manifest by name, alias, proxy name or CSV path.
 

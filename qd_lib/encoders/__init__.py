@@ -15,13 +15,15 @@ name            what                                                   outputs
                                                                        quality5 5, joint495
 ``mobilenet_v2``  torchvision MobileNet-V2 IMAGENET1K_V1 (offline)     embedding 1280
 ``nss``         weight-free natural-scene statistics (offline)         embedding 81
+``pixels``      downsampled pixel statistics (tests, CI; not learned)  embedding 192,
+                                                                       stats 16
 ==============  =====================================================  ====================
 
 Each encoder module's docstring gives its exact preprocessing.
 
 >>> from qd_lib.encoders import available_encoders, load_encoder, extract
 >>> available_encoders()
-['arniqa', 'liqe', 'mobilenet_v2', 'nss', 'resnet50']
+['arniqa', 'liqe', 'mobilenet_v2', 'nss', 'pixels', 'resnet50']
 >>> emb = extract(manifest, "nss", root=root)            # doctest: +SKIP
 >>> emb.array.shape                                      # doctest: +SKIP
 (160, 81)
@@ -59,6 +61,9 @@ _REGISTRY: dict[str, tuple[str, str, str]] = {
     "nss": ("qd_lib.encoders.nss", "NSSEncoder",
             "weight-free natural-scene statistics (BRISQUE/NIQE-style MSCN GGD/AGGD fits at 3 "
             "scales + global cues, 81-d); offline default quality encoder"),
+    "pixels": ("qd_lib.encoders.pixels", "PixelStatsEncoder",
+               "downsampled pixel statistics, not a learned encoder: 8x8 RGB thumbnail "
+               "(192-d) and 16 local statistics (stats); for tests and CI"),
     "resnet50": ("qd_lib.encoders.resnet50", "ResNet50Encoder",
                  "torchvision ResNet-50, ImageNet V1 (default) or V2 weights, pooled features "
                  "(2048-d)"),

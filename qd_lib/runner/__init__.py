@@ -17,21 +17,19 @@ Each run writes ``runs/<run_id>/`` (``params.json``, ``selection.json``, ``metri
 sweep runs through papermill, its default; see :mod:`qd_lib.runner.notebook`). A sweep skips
 runs whose ``metrics.json`` says ``ok`` with the same spec hash and records failed ones without
 stopping.
+
+Which features a run selects from is a feature set of :mod:`qd_lib.features` (the ``features``
+key of a sweep file: ``offline``, ``paper``, ``pixels``, or a mapping overriding roles).
 """
 from qd_lib.runner.experiment import (
     RunRecordError,
+    migrate_legacy_run,
     read_record,
     run_experiment,
     run_status,
     select_coreset,
 )
-from qd_lib.runner.features import (
-    FEATURE_SOURCES,
-    get_features,
-    pixel_features,
-    register_feature_source,
-)
-from qd_lib.runner.notebook import run_notebook
+from qd_lib.runner.notebook import notebook_run_spec, run_notebook
 from qd_lib.runner.records import collect_runs, format_table, save_table, summarise
 from qd_lib.runner.spec import SCHEMA_VERSION, RunSpec, expand, load_sweep, validate_spec
 from qd_lib.runner.sweep import SweepReport, run_sweep
@@ -45,7 +43,6 @@ from qd_lib.runner.tables import (
 )
 
 __all__ = [
-    "FEATURE_SOURCES",
     "PaperTable",
     "SCHEMA_VERSION",
     "RunRecordError",
@@ -54,13 +51,12 @@ __all__ = [
     "collect_runs",
     "expand",
     "format_table",
-    "get_features",
     "load_sweep",
     "paper_table",
     "paper_tables",
-    "pixel_features",
     "read_record",
-    "register_feature_source",
+    "migrate_legacy_run",
+    "notebook_run_spec",
     "run_experiment",
     "run_notebook",
     "run_status",

@@ -34,13 +34,20 @@ from pathlib import Path
 from qd_lib.paths import display_path, runs_dir
 from qd_lib.runner.spec import FULL_METHOD, SCHEMA_VERSION, RunSpec, environment_record
 from qd_lib.utils.errors import QDError
-from qd_lib.utils.io import atomic_write_json, to_jsonable
+from qd_lib.utils.io import (
+    atomic_write_json,
+    read_verified_json,
+    to_jsonable,
+    write_verified_json,
+)
 
 logger = logging.getLogger(__name__)
 
 PARAMS = "params.json"
 SELECTION = "selection.json"
 METRICS = "metrics.json"
+_PARAMS_KEYS = ("schema_version", "run_id", "spec_hash", "spec", "sweep", "versions",
+                "git_commit", "git_dirty", "started_at")
 
 
 class RunRecordError(QDError, ValueError):
@@ -81,51 +88,133 @@ def run_status(spec: RunSpec, runs_root: str | Path | None = None) -> str:
         if record.get("spec_hash") != spec.spec_hash:
             return "stale"
         return "done" if record.get("status") == "ok" else "failed"
-    return "partial" if run_dir.is_dir() else "new"
+    if run_dir.is_dir():
+        return "partial"
+    return "legacy" if _legacy_folder(spec, Path(runs_root or runs_dir())) else "new"
 
 
-def _load_dataset(spec: RunSpec):
-    from qd_lib.data import load_manifest
-    from qd_lib.data.catalog import PROXY_PREFIX, PROXY_PRESETS
+def _legacy_folder(spec: RunSpec, root: Path) -> tuple[Path, str] | None:
+    for run_id, digest in spec.legacy_run_ids().items():
+        folder = root / run_id
+        if folder.is_dir():
+            return folder, digest
+    return None
 
-    name = str(spec.dataset)
-    if name.lower().startswith(PROXY_PREFIX) and name.lower()[len(PROXY_PREFIX):] in \
-            PROXY_PRESETS and spec.root is None:
-        from qd_lib.data.synthetic import build_proxy_benchmark
 
-        build_proxy_benchmark(name.lower()[len(PROXY_PREFIX):])  # reused when already built
-    return load_manifest(name, root=spec.root, scheme=spec.scheme)
+def migrate_legacy_run(spec: RunSpec, runs_root: str | Path | None = None) -> Path | None:
+    """Move a run folder written under this run's earlier id to its current id.
+
+    Earlier versions hashed the dataset as given (``kadid`` and ``kadid10k`` were two runs) and
+    named feature sets in another vocabulary (``{source: encoders, set: offline}``); such a
+    folder holds this very run. Its records get the current run id, spec hash and spec, and a
+    warning says what was moved. Returns the new folder, or ``None`` when there was nothing to
+    move (or the current folder already exists).
+    """
+    root = Path(runs_root) if runs_root is not None else runs_dir()
+    target = root / spec.run_id
+    found = _legacy_folder(spec, root)
+    if found is None or target.exists():
+        return None
+    folder, old_hash = found
+    for name in (PARAMS, SELECTION, METRICS):
+        path = folder / name
+        if not path.is_file():
+            continue
+        record = json.loads(path.read_text(encoding="utf-8"))
+        if record.get("spec_hash") not in (None, old_hash):
+            return None  # another run's folder after all: leave it alone
+        record.update({"run_id": spec.run_id, "spec_hash": spec.spec_hash,
+                       "migrated_from": folder.name})
+        if "spec" in record:
+            record["spec"] = spec.to_dict()
+        if "dataset" in record:
+            record["dataset"] = spec.dataset
+        atomic_write_json(path, record)
+    folder.rename(target)
+    logger.warning("moved run folder %s to %s: dataset names are canonical (%r) and feature "
+                   "sets use one vocabulary now; the run is the same", display_path(folder),
+                   display_path(target), spec.dataset)
+    return target
+
+
+def run_header(spec: RunSpec) -> dict:
+    """The fields every record of a run starts with: schema, ids, spec, sweep, environment
+    (versions, git commit) and what the run is (dataset, method, fraction, seed, model)."""
+    return {"schema_version": SCHEMA_VERSION, "run_id": spec.run_id,
+            "spec_hash": spec.spec_hash, "spec": spec.to_dict(), "sweep": spec.sweep,
+            **environment_record(), "dataset": spec.dataset, "scheme": spec.scheme,
+            "method": spec.method, "fraction": spec.fraction, "seed": spec.seed,
+            "model": spec.model, "config": spec.config}
+
+
+def start_run(spec: RunSpec, runs_root=None, *, force: bool = False) -> tuple[Path, dict | None]:
+    """Set up a run's folder: migrate a legacy folder, honour ``force``, and return
+    ``(run_dir, finished)`` where ``finished`` is the ``ok`` record of an identical finished
+    run (``skipped`` set) or ``None``. A failed or stale ``metrics.json`` is removed, so it can
+    never pass for this run's result."""
+    root = Path(runs_root) if runs_root is not None else runs_dir()
+    run_dir = root / spec.run_id
+    migrate_legacy_run(spec, root)
+    if force and run_dir.exists():
+        shutil.rmtree(run_dir)
+    metrics_path = run_dir / METRICS
+    if metrics_path.is_file():
+        record = read_record(metrics_path)  # raises on an incompatible version
+        if record.get("spec_hash") == spec.spec_hash and record.get("status") == "ok":
+            logger.info("%s: finished earlier, skipped", spec.run_id)
+            return run_dir, {**record, "skipped": True}
+        metrics_path.unlink()  # a failed or stale run is redone (resuming its checkpoint)
+    return run_dir, None
+
+
+def failure_fields(exc: BaseException) -> dict:
+    """``status`` and ``error`` (type, message, traceback tail) of a failed run's record."""
+    return {"status": "failed", "error": {
+        "type": type(exc).__name__, "message": str(exc)[:4000],
+        "traceback": "".join(traceback.format_exception(exc))[-4000:]}}
+
+
+def open_run_dataset(spec: RunSpec):
+    """The run's dataset through :func:`qd_lib.data.open_dataset` (a proxy preset is built on
+    first use)."""
+    from qd_lib.data import open_dataset
+
+    return open_dataset(spec.dataset, root=spec.root, scheme=spec.scheme)
 
 
 def select_coreset(spec: RunSpec, loaded) -> dict:
-    """The selection record of ``spec`` on a loaded dataset (image ids in pick order)."""
-    from qd_lib.data import coreset_size
-    from qd_lib.runner.features import get_features
-    from qd_lib.selection import get_method, select
+    """The selection record of ``spec`` on a loaded dataset (image ids in pick order), through
+    :func:`qd_lib.selection.records.select_on_dataset`: the same coreset notebooks 03, 05 and
+    06 and the explorer get for the same settings."""
+    from qd_lib.selection.records import select_on_dataset
 
     manifest = loaded.manifest
     train_rows = manifest.split_indices(spec.scheme, "train")
-    ids = manifest.table["image_id"].to_numpy()[train_rows]
-    t0 = time.perf_counter()
     if spec.method == FULL_METHOD:
+        ids = manifest.table["image_id"].to_numpy()[train_rows]
         return {"method": FULL_METHOD, "budget": int(len(train_rows)),
                 "n_train_split": int(len(train_rows)), "fraction": 1.0, "seed": spec.seed,
                 "image_ids": ids.tolist(), "params": {}, "info": {}, "features": None,
                 "budget_rule": "the whole training split", "seconds": 0.0}
-    budget = coreset_size(len(train_rows), spec.fraction)
-    method = get_method(spec.method)
-    features, described = get_features(manifest, loaded.root, train_rows, spec.features,
-                                       method.inputs, seed=spec.seed)
-    mos = manifest.normalized_mos()[train_rows]
-    selection = select(spec.method, features, budget, mos=mos, seed=spec.seed,
-                       **spec.method_params)
-    record = selection.to_record()
+    t0 = time.perf_counter()
+    result = select_on_dataset(loaded, spec.method, spec.fraction, feature_set=spec.features,
+                               seed=spec.seed, options=spec.method_params, scheme=spec.scheme)
+    record = result.selection.to_record()
     record.pop("indices")
-    record.update({"image_ids": selection.image_ids(ids), "n_train_split": int(len(train_rows)),
-                   "fraction": spec.fraction, "features": described,
-                   "budget_rule": f"floor({spec.fraction} x {len(train_rows)}) = {budget}",
+    record.update({"image_ids": result.image_ids, "n_train_split": int(len(train_rows)),
+                   "fraction": spec.fraction, "features": result.features,
+                   "budget_rule": result.budget_rule,
                    "seconds": round(time.perf_counter() - t0, 3)})
     return record
+
+
+def _read_selection(path: Path, spec: RunSpec) -> dict | None:
+    """The run's stored coreset when it belongs to this spec (checksum verified: training never
+    reads an edited coreset), else ``None``."""
+    if not path.is_file():
+        return None
+    stored = read_verified_json(path, "run selection record")
+    return stored if stored.get("spec_hash") == spec.spec_hash else None
 
 
 def run_experiment(spec: RunSpec, *, runs_root: str | Path | None = None, force: bool = False,
@@ -165,49 +254,33 @@ def run_experiment(spec: RunSpec, *, runs_root: str | Path | None = None, force:
     RunRecordError
         If the run folder holds a record of an incompatible schema version (and not ``force``).
     """
-    root = Path(runs_root) if runs_root is not None else runs_dir()
-    run_dir = root / spec.run_id
-    if force and run_dir.exists():
-        shutil.rmtree(run_dir)
+    run_dir, finished = start_run(spec, runs_root, force=force)
+    if finished is not None:
+        return finished
     metrics_path = run_dir / METRICS
-    if metrics_path.is_file():
-        record = read_record(metrics_path)  # raises on an incompatible version
-        if record.get("spec_hash") == spec.spec_hash and record.get("status") == "ok":
-            logger.info("%s: finished earlier, skipped", spec.run_id)
-            return {**record, "skipped": True}
-        metrics_path.unlink()  # a failed or stale run is redone (resuming its checkpoint)
     if torch_threads is not None:
         import torch
 
         torch.set_num_threads(int(torch_threads))
-    env = environment_record()
     started = datetime.now(UTC).isoformat(timespec="seconds")
-    base = {"schema_version": SCHEMA_VERSION, "run_id": spec.run_id,
-            "spec_hash": spec.spec_hash, "spec": spec.to_dict(), "sweep": spec.sweep, **env}
-    atomic_write_json(run_dir / PARAMS, {**base, "started_at": started})
+    record = {**run_header(spec), "started_at": started}
+    atomic_write_json(run_dir / PARAMS, {k: record[k] for k in _PARAMS_KEYS if k in record})
     t0 = time.perf_counter()
-    record = {**base, "dataset": spec.dataset, "scheme": spec.scheme, "method": spec.method,
-              "fraction": spec.fraction, "seed": spec.seed, "model": spec.model,
-              "config": spec.config, "started_at": started}
     try:
         from qd_lib.training import train_on_coreset
 
-        loaded = _load_dataset(spec)
+        loaded = open_run_dataset(spec)
         manifest = loaded.manifest
         record.update({"manifest_hash": manifest.content_hash, "proxy": manifest.info.proxy,
                        "test_split_hash": manifest.split_hash(spec.scheme, "test")})
         selection_path = run_dir / SELECTION
-        selection = None
-        if selection_path.is_file():  # a resumed run reuses its coreset
-            stored = json.loads(selection_path.read_text())
-            if stored.get("spec_hash") == spec.spec_hash:
-                selection = stored
+        selection = _read_selection(selection_path, spec)  # a resumed run reuses its coreset
         if selection is None:
             selection = select_coreset(spec, loaded)
             selection.update({"schema_version": SCHEMA_VERSION, "run_id": spec.run_id,
                               "spec_hash": spec.spec_hash, "dataset": spec.dataset,
                               "manifest_hash": manifest.content_hash})
-            atomic_write_json(selection_path, selection)
+            write_verified_json(selection_path, selection)
         result = train_on_coreset(loaded, image_ids=selection["image_ids"], model=spec.model,
                                   config=spec.config, scheme=spec.scheme, seed=spec.seed,
                                   out_dir=run_dir, device=device, resume=True,
@@ -233,9 +306,7 @@ def run_experiment(spec: RunSpec, *, runs_root: str | Path | None = None, force:
         error = None
     except Exception as exc:  # recorded, so the sweep can carry on
         error = exc
-        record.update({"status": "failed", "error": {
-            "type": type(exc).__name__, "message": str(exc),
-            "traceback": traceback.format_exc(limit=8)[-4000:]}})
+        record.update(failure_fields(exc))
         logger.error("%s failed: %s: %s", spec.run_id, type(exc).__name__, exc)
     record["seconds"] = round(time.perf_counter() - t0, 3)
     record["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")

@@ -15,15 +15,21 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import time
-import traceback
 from datetime import UTC, datetime
 from pathlib import Path
 
 from qd_lib.paths import display_path, repo_root, runs_dir
-from qd_lib.runner.experiment import METRICS, PARAMS, read_record
-from qd_lib.runner.spec import SCHEMA_VERSION, RunSpec, environment_record
+from qd_lib.runner.experiment import (
+    METRICS,
+    PARAMS,
+    failure_fields,
+    read_record,
+    run_header,
+    start_run,
+)
+from qd_lib.runner.spec import RunSpec
+from qd_lib.utils.errors import UnknownNameError
 from qd_lib.utils.io import atomic_write_json, to_jsonable
 
 logger = logging.getLogger(__name__)
@@ -31,6 +37,42 @@ logger = logging.getLogger(__name__)
 EXECUTED_NOTEBOOK = "run.ipynb"
 PARTIAL_NOTEBOOK = "run.partial.ipynb"  # while the kernel runs
 EXECUTORS = ("papermill", "python")
+
+
+NOTEBOOK_DEFAULTS = {"dataset": "proxy-tiny", "model": "maniqa", "config": "tiny",
+                     "method": "random", "fraction": 0.5, "seed": 0, "epochs": None,
+                     "features": "pixels"}
+"""What notebook 04 runs when neither ``SPEC`` nor a single-run parameter is given."""
+
+
+def notebook_run_spec(spec=None, **single_run) -> RunSpec:
+    """The :class:`RunSpec` notebook 04 runs: ``spec`` (a whole run spec as a dict, as the sweep
+    runner passes it) *or* single-run parameters (``None`` meaning the default of
+    :data:`NOTEBOOK_DEFAULTS`), never both.
+
+    Raises
+    ------
+    ValueError
+        If ``spec`` is given together with single-run parameters (they would be ignored).
+    UnknownNameError
+        For a parameter the notebook does not have.
+    """
+    for name in single_run:
+        if name not in NOTEBOOK_DEFAULTS:
+            raise UnknownNameError("notebook 04 parameter", name, NOTEBOOK_DEFAULTS)
+    given = {k: v for k, v in single_run.items() if v is not None}
+    if spec is not None:
+        if given:
+            raise ValueError(
+                "Notebook 04 runs either SPEC (a whole run spec, as the sweep runner passes it) "
+                f"or the single-run parameters, not both. Got SPEC and {sorted(given)}: leave "
+                "those at None, or put them into SPEC.")
+        return RunSpec.from_dict(spec)
+    p = {**NOTEBOOK_DEFAULTS, **given}
+    return RunSpec(dataset=p["dataset"], method=p["method"], fraction=p["fraction"],
+                   seed=p["seed"], model=p["model"], config=p["config"],
+                   overrides={} if p["epochs"] is None else {"epochs": p["epochs"]},
+                   features=p["features"])
 
 
 def default_notebook() -> Path:
@@ -86,13 +128,7 @@ def run_notebook(spec: RunSpec, *, runs_root=None, force: bool = False, device: 
     """
     import papermill as pm
 
-    from qd_lib.runner.experiment import run_status
-
     root = Path(runs_root) if runs_root is not None else runs_dir()
-    run_dir = root / spec.run_id
-    metrics_path = run_dir / METRICS
-    if not force and run_status(spec, root) == "done":
-        return {**read_record(metrics_path), "skipped": True}
     source = Path(notebook) if notebook is not None else default_notebook()
     if not source.is_file():
         raise FileNotFoundError(f"The 'notebook' parameter must name an existing notebook. Got "
@@ -104,10 +140,10 @@ def run_notebook(spec: RunSpec, *, runs_root=None, force: bool = False, device: 
         raise ValueError(f"The notebook {display_path(source)} does not declare the parameters "
                          f"{undeclared} in its 'parameters' cell; the runner passes "
                          f"{sorted(parameters)}.")
-    if force and run_dir.exists():
-        shutil.rmtree(run_dir)
-    if metrics_path.is_file():  # a failed or stale record must not pass for this run's result
-        metrics_path.unlink()
+    run_dir, finished = start_run(spec, root, force=force)
+    if finished is not None:
+        return finished
+    metrics_path = run_dir / METRICS
     run_dir.mkdir(parents=True, exist_ok=True)
     partial = run_dir / PARTIAL_NOTEBOOK
     t0 = time.perf_counter()
@@ -142,15 +178,9 @@ def run_notebook(spec: RunSpec, *, runs_root=None, force: bool = False, device: 
 
 def _record_failure(spec: RunSpec, run_dir: Path, exc: BaseException, seconds: float) -> None:
     now = datetime.now(UTC).isoformat(timespec="seconds")
-    record = {"schema_version": SCHEMA_VERSION, "run_id": spec.run_id,
-              "spec_hash": spec.spec_hash, "spec": spec.to_dict(), "sweep": spec.sweep,
-              **environment_record(), "dataset": spec.dataset, "scheme": spec.scheme,
-              "method": spec.method, "fraction": spec.fraction, "seed": spec.seed,
-              "model": spec.model, "config": spec.config, "status": "failed",
-              "error": {"type": type(exc).__name__, "message": str(exc)[:4000],
-                        "traceback": "".join(traceback.format_exception(exc))[-4000:]},
-              "seconds": round(seconds, 3), "finished_at": now}
+    header = run_header(spec)
+    record = {**header, **failure_fields(exc), "seconds": round(seconds, 3), "finished_at": now}
     if not (run_dir / PARAMS).is_file():
-        atomic_write_json(run_dir / PARAMS, {k: record[k] for k in (
+        atomic_write_json(run_dir / PARAMS, {k: header[k] for k in (
             "schema_version", "run_id", "spec_hash", "spec", "sweep")} | {"started_at": now})
     atomic_write_json(run_dir / METRICS, to_jsonable(record, nan_to_none=True))

@@ -18,17 +18,17 @@ import hashlib
 import json
 import logging
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from qd_lib.data.budget import fraction_label
+from qd_lib.data.catalog import canonical_dataset_name
 from qd_lib.metrics import METRICS
 from qd_lib.paths import display_path, figures_dir, runs_dir
 from qd_lib.runner.experiment import METRICS as METRICS_FILE
 from qd_lib.runner.experiment import RunRecordError, read_record
-from qd_lib.utils.io import atomic_write_json, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +73,8 @@ def collect_runs(runs_root=None, *, status: str | None = "ok", sweep: str | None
         features = record.get("features") or {}
         rows.append({
             "run_id": record.get("run_id"), "sweep": record.get("sweep"),
-            "dataset": record.get("dataset"), "scheme": record.get("scheme"),
+            "dataset": canonical_dataset_name(record.get("dataset")),
+            "scheme": record.get("scheme"),
             "model": record.get("model"), "config": record.get("config"),
             "method": record.get("method"), "fraction": record.get("fraction"),
             "seed": record.get("seed"), "status": record.get("status"),
@@ -221,7 +222,7 @@ def format_table(summary: pd.DataFrame, *, metrics: Sequence[str] = ("srcc", "pl
                 best[(m, key if isinstance(key, tuple) else (key,))] = (
                     values.max() if higher else values.min())
     for _, row in summary.iterrows():
-        cells = [f"{row[k]:.2f}" if k == "fraction" else str(row[k]) for k in keys]
+        cells = [fraction_label(row[k]) if k == "fraction" else str(row[k]) for k in keys]
         gkey = tuple(row[k] for k in group_keys)
         for m in metrics:
             mean, std = row[f"{m}_mean"], row[f"{m}_std"]
@@ -239,24 +240,21 @@ def format_table(summary: pd.DataFrame, *, metrics: Sequence[str] = ("srcc", "pl
 def save_table(summary: pd.DataFrame, name: str, *, folder=None, runs: pd.DataFrame | None = None,
                metrics: Sequence[str] = ("srcc", "plcc"), note: str | None = None
                ) -> dict[str, Path]:
-    """Write ``<name>.md``, ``<name>.csv`` and ``<name>.json`` (provenance) under
-    ``figures/tables/`` (or ``folder``); return the paths."""
-    folder = Path(folder) if folder is not None else figures_dir() / "tables"
+    """Write the summary as ``<name>.md`` (:func:`format_table`), ``.csv`` and ``.json``
+    (provenance: source run ids, test-split hashes, features) under ``figures/tables/`` (or
+    ``folder``) with :func:`qd_lib.viz.save_table`; return the paths."""
+    from qd_lib.viz.figures import save_table as write_table
+
     text = format_table(summary, metrics=metrics)
     if note:
         text = f"{note}\n\n{text}"
-    paths = {"md": folder / f"{name}.md", "csv": folder / f"{name}.csv",
-             "json": folder / f"{name}.json"}
-    atomic_write_text(paths["md"], text)
-    flat = summary.drop(columns=["run_ids"], errors="ignore")
-    atomic_write_text(paths["csv"], flat.to_csv(index=False, float_format="%.6g"))
-    provenance = {"generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
-                  "metrics": list(metrics), "note": note,
+    provenance = {"metrics": list(metrics), "note": note,
                   "run_ids": sorted(r for ids in summary.get("run_ids", []) for r in ids)}
     if runs is not None and len(runs):
         provenance["test_split_hashes"] = sorted(runs["test_split_hash"].dropna().unique())
         provenance["proxy"] = bool(runs["proxy"].fillna(False).any())
         provenance["features"] = sorted(runs["features"].dropna().unique())
-    atomic_write_json(paths["json"], provenance)
-    logger.info("wrote %s", ", ".join(display_path(p) for p in paths.values()))
-    return paths
+    return write_table(summary.drop(columns=["run_ids"], errors="ignore"), name,
+                       folder=folder if folder is not None else figures_dir() / "tables",
+                       provenance=provenance, markdown=text, latex=False,
+                       csv_float_format="%.6g")

@@ -1,7 +1,7 @@
 """Run specifications and sweep files.
 
 A :class:`RunSpec` names one experiment: dataset × selection method × fraction × seed, with the
-model, its configuration and the feature source. Its ``spec_hash`` (sha256 of the canonical JSON
+model, its configuration and the feature set. Its ``spec_hash`` (sha256 of the canonical JSON
 of everything that changes the result, plus the record schema version) decides whether a
 finished run can be skipped; its ``run_id`` is readable and unique::
 
@@ -19,7 +19,8 @@ A sweep file (YAML) lists the grid::
     # models: [musiq/paper, maniqa/paper]
     fractions: [0.1]
     seeds: [0, 1, 2]
-    features: {source: encoders, set: offline}   # or {source: pixels}
+    features: offline               # a feature set (offline, paper, pixels) or a mapping
+                                    # overriding its roles: {set: offline, content: resnet50}
     methods:
       - qdiverse                    # a name ...
       - name: herding               # ... or a mapping with params and/or features
@@ -45,6 +46,9 @@ from typing import Any
 
 import yaml
 
+from qd_lib.data.budget import format_fraction
+from qd_lib.data.catalog import canonical_dataset_name
+from qd_lib.features.sets import DEFAULT_FEATURE_SET, check_feature_spec, feature_spec
 from qd_lib.utils.errors import UnknownNameError
 
 SCHEMA_VERSION = 1
@@ -69,12 +73,6 @@ def _canonical(obj) -> Any:
     return str(obj)
 
 
-def format_fraction(fraction: float) -> str:
-    """``0.1`` → ``"0.10"``, ``0.005`` → ``"0.005"``."""
-    text = f"{fraction:.2f}"
-    return text if float(text) == float(fraction) else f"{fraction:g}"
-
-
 @dataclass(frozen=True)
 class RunSpec:
     """One experiment of a sweep.
@@ -82,7 +80,9 @@ class RunSpec:
     Attributes
     ----------
     dataset : str
-        A name :func:`qd_lib.data.load_manifest` accepts (``proxy-tiny``, ``kadid``, a CSV path).
+        A name :func:`qd_lib.data.open_dataset` accepts (``proxy-tiny``, ``kadid``, a CSV path).
+        Stored under its canonical name (:func:`qd_lib.data.canonical_dataset_name`), so an
+        alias and the registry name give the same hash, run id and table column.
     method : str
         A selection method (:func:`qd_lib.selection.available_methods`) or ``"full"``.
     fraction : float
@@ -97,14 +97,16 @@ class RunSpec:
         Options of the selection method.
     overrides : dict
         Model configuration overrides.
-    features : dict
-        Feature source for selection (``{"source": "pixels"}``, or ``{"source": "encoders",
-        "set": "offline"}`` with optional per-role encoder overrides); see
-        :mod:`qd_lib.runner.features`.
+    features : str or dict, default="offline"
+        The feature set selection reads: a set name or a mapping that overrides its roles
+        (:mod:`qd_lib.features.sets`); stored in canonical form.
     sweep : str or None
         Name of the sweep this run belongs to (recorded, not hashed).
     root : str or None
         Image root override (not hashed: it does not change the result).
+    alias : str or None
+        The dataset name as it was given when it differs from the canonical one (recorded, not
+        hashed; used to find run folders written before names were canonical).
     """
 
     dataset: str
@@ -116,9 +118,10 @@ class RunSpec:
     scheme: str = "paper"
     method_params: dict = field(default_factory=dict)
     overrides: dict = field(default_factory=dict)
-    features: dict = field(default_factory=lambda: {"source": "pixels"})
+    features: dict = field(default_factory=lambda: {"set": DEFAULT_FEATURE_SET})
     sweep: str | None = None
     root: str | None = None
+    alias: str | None = None
 
     def __post_init__(self):
         if isinstance(self.fraction, bool) or not isinstance(self.fraction, numbers.Real) or \
@@ -131,9 +134,11 @@ class RunSpec:
                              f"{self.seed!r} instead.")
         object.__setattr__(self, "fraction", float(self.fraction))
         object.__setattr__(self, "seed", int(self.seed))
-        if isinstance(self.features, str):  # "pixels" is short for {"source": "pixels"}
-            object.__setattr__(self, "features", {"source": self.features})
-        for name in ("method_params", "overrides", "features"):
+        canonical = canonical_dataset_name(self.dataset)
+        if canonical != self.dataset:
+            object.__setattr__(self, "alias", self.alias or str(self.dataset))
+            object.__setattr__(self, "dataset", canonical)
+        for name in ("method_params", "overrides"):
             value = getattr(self, name)
             if value is None:
                 value = {}
@@ -141,6 +146,7 @@ class RunSpec:
                 raise TypeError(f"The {name!r} parameter must be a mapping. Got "
                                 f"{type(value).__name__} instead.")
             object.__setattr__(self, name, dict(value))
+        object.__setattr__(self, "features", feature_spec(self.features))
         if self.method == FULL_METHOD and self.fraction != 1.0:
             object.__setattr__(self, "fraction", 1.0)
 
@@ -155,14 +161,26 @@ class RunSpec:
 
     @property
     def spec_hash(self) -> str:
-        return hashlib.sha256(json.dumps(self.key(), sort_keys=True).encode()).hexdigest()
+        return _hash(self.key())
 
     @property
     def run_id(self) -> str:
-        dataset = re.sub(r"[^A-Za-z0-9.\-]+", "-", Path(self.dataset).stem
-                         if str(self.dataset).endswith(".csv") else str(self.dataset))
-        return (f"{dataset}__{self.model}-{self.config}__{self.method}__"
-                f"f{format_fraction(self.fraction)}__s{self.seed}__{self.spec_hash[:6]}")
+        return _run_id(self.dataset, self, self.spec_hash)
+
+    def legacy_run_ids(self) -> dict[str, str]:
+        """``{run_id: spec_hash}`` this run had under earlier versions of the workbench: the
+        dataset as given (before names were canonical) and the feature spec in the sweep
+        vocabulary of that time (``{source: encoders, set: ...}`` / ``{source: pixels}``)."""
+        old_features = {} if self.method == FULL_METHOD else (
+            {"source": "pixels"} if self.features == {"set": "pixels"} else
+            {"source": "encoders", **self.features})
+        out = {}
+        for dataset in dict.fromkeys([self.alias or self.dataset, self.dataset]):
+            key = {**self.key(), "dataset": dataset, "features": _canonical(old_features)}
+            digest = _hash(key)
+            out[_run_id(dataset, self, digest)] = digest
+        out.pop(self.run_id, None)
+        return out
 
     def to_dict(self) -> dict:
         return _canonical(dataclasses.asdict(self))
@@ -176,6 +194,18 @@ class RunSpec:
         return cls(**dict(data))
 
 
+def _hash(key: Mapping) -> str:
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+
+
+def _run_id(dataset: str, spec: RunSpec, spec_hash: str) -> str:
+    """``<dataset>__<model>-<config>__<method>__f0.10__s0__<hash6>``."""
+    name = re.sub(r"[^A-Za-z0-9.\-]+", "-", Path(dataset).stem
+                  if str(dataset).endswith(".csv") else str(dataset))
+    return (f"{name}__{spec.model}-{spec.config}__{spec.method}__"
+            f"f{format_fraction(spec.fraction)}__s{spec.seed}__{spec_hash[:6]}")
+
+
 def validate_spec(spec: RunSpec) -> None:
     """Check every name in ``spec`` against its registry (fast; loads no data).
 
@@ -186,7 +216,6 @@ def validate_spec(spec: RunSpec) -> None:
         source.
     """
     from qd_lib.models import get_config
-    from qd_lib.runner.features import check_feature_spec
     from qd_lib.selection import get_method
 
     get_config(spec.model, spec.config, **spec.overrides)
@@ -275,7 +304,7 @@ def expand(sweep, *, validate: bool = True) -> list[RunSpec]:
     methods = _as_list(data.get("methods"), "methods")
     fractions = _as_list(data.get("fractions", [1.0]), "fractions")
     seeds = _as_list(data.get("seeds", [0]), "seeds")
-    default_features = data.get("features") or {"source": "pixels"}
+    default_features = data.get("features") or DEFAULT_FEATURE_SET
     specs: list[RunSpec] = []
     seen: set[str] = set()
     for common, dataset in [(m, d) for m in _models(data) for d in datasets]:

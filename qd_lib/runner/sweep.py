@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from qd_lib.paths import display_path, runs_dir
-from qd_lib.runner.experiment import run_experiment, run_status
+from qd_lib.runner.experiment import migrate_legacy_run, run_experiment, run_status
 from qd_lib.runner.notebook import EXECUTORS, run_notebook
 from qd_lib.runner.spec import FULL_METHOD, RunSpec, expand, load_sweep
 from qd_lib.utils.progress import progress
@@ -69,12 +69,12 @@ class SweepReport:
 
 def _budget_of(spec: RunSpec, cache: dict) -> int | None:
     from qd_lib.data import coreset_size
-    from qd_lib.runner.experiment import _load_dataset
+    from qd_lib.runner.experiment import open_run_dataset
 
     key = (spec.dataset, spec.scheme)
     if key not in cache:
         try:
-            loaded = _load_dataset(spec)
+            loaded = open_run_dataset(spec)
             cache[key] = len(loaded.manifest.split_indices(spec.scheme, "train"))
         except Exception as exc:  # dry runs report (once per dataset), never fail
             logger.warning("%s: budget unknown (%s)", spec.dataset, exc)
@@ -159,6 +159,9 @@ def run_sweep(sweep, *, runs_root=None, force: bool = False, dry_run: bool = Fal
         check_scalar(cell_timeout, "cell_timeout", numbers.Real, min_val=0, closed="right")
     root = Path(runs_root) if runs_root is not None else runs_dir()
     report = SweepReport(name=name)
+    if not dry_run:  # folders of earlier run ids (alias dataset names, old feature vocabulary)
+        for spec in specs:
+            migrate_legacy_run(spec, root)
     statuses = {s.run_id: run_status(s, root) for s in specs}
     if dry_run:
         cache: dict = {}

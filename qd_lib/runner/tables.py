@@ -26,14 +26,14 @@ import logging
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from qd_lib.data.budget import fraction_label
 from qd_lib.metrics import METRICS
-from qd_lib.paths import display_path, figures_dir
+from qd_lib.paths import figures_dir
 from qd_lib.runner.experiment import RunRecordError
 from qd_lib.runner.records import (
     _POLICY_KEYS,
@@ -43,7 +43,6 @@ from qd_lib.runner.records import (
     summarise,
 )
 from qd_lib.runner.spec import FULL_METHOD
-from qd_lib.utils.io import atomic_write_json, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -106,11 +105,6 @@ def order_datasets(datasets) -> list[str]:
             return (1, 0, str(name))
 
     return sorted(dict.fromkeys(datasets), key=key)
-
-
-def fraction_label(fraction: float) -> str:
-    """``0.05`` → ``"5%"``, ``0.005`` → ``"0.5%"``."""
-    return f"{float(fraction) * 100:g}%"
 
 
 _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
@@ -646,30 +640,21 @@ def paper_tables(data: pd.DataFrame, *, models: Sequence[str] | None = None,
 # -- saving ---------------------------------------------------------------------------------
 def save_paper_table(table: PaperTable, name: str, *, folder=None) -> dict[str, Path]:
     """Write ``<name>.md``, ``.tex``, ``.csv`` (wide), ``_long.csv`` (one row per cell) and
-    ``.json`` (provenance) atomically under ``figures/tables/`` (or ``folder``).
+    ``.json`` (provenance) atomically under ``figures/tables/`` (or ``folder``), with the one
+    table writer :func:`qd_lib.viz.save_table`.
 
     Returns
     -------
     dict of str to Path
         Keys ``md``, ``tex``, ``csv``, ``long_csv``, ``json``.
     """
-    if not isinstance(name, str) or not name or "/" in name or "\\" in name:
-        raise ValueError(f"The 'name' parameter must be a non-empty file stem. Got {name!r} "
-                         "instead.")
-    folder = Path(folder) if folder is not None else figures_dir() / "tables"
-    paths = {"md": folder / f"{name}.md", "tex": folder / f"{name}.tex",
-             "csv": folder / f"{name}.csv", "long_csv": folder / f"{name}_long.csv",
-             "json": folder / f"{name}.json"}
-    atomic_write_text(paths["md"], table.to_markdown())
-    atomic_write_text(paths["tex"], table.to_latex())
-    atomic_write_text(paths["csv"], table.to_frame().to_csv(index=False, float_format="%.10g"))
-    atomic_write_text(paths["long_csv"], table.cells.to_csv(index=False, float_format="%.10g"))
-    provenance = {"table": name, **table.provenance, "caption": table.caption(),
-                  "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
-                  "files": {k: p.name for k, p in paths.items()}}
-    atomic_write_json(paths["json"], provenance)
-    logger.info("wrote %s", ", ".join(display_path(p) for p in paths.values()))
-    return paths
+    from qd_lib.viz.figures import save_table as write_table
+
+    return write_table(table.to_frame(), name,
+                       folder=folder if folder is not None else figures_dir() / "tables",
+                       provenance={**table.provenance, "caption": table.caption()},
+                       markdown=table.to_markdown(), latex=table.to_latex(),
+                       csv_float_format="%.10g", extra_csv={"long_csv": table.cells})
 
 
 def save_paper_tables(tables: Mapping[str, PaperTable], name: str, *,

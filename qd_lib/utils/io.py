@@ -82,3 +82,45 @@ def to_jsonable(obj, *, nan_to_none: bool = False):
     if nan_to_none and isinstance(obj, float) and obj != obj:
         return None
     return obj
+
+
+DIGEST_KEY = "sha256"
+
+
+def record_digest(record: Mapping) -> str:
+    """sha256 of a JSON record's canonical text (sorted keys, compact), without its own
+    ``sha256`` entry: what :func:`write_verified_json` stores and :func:`read_verified_json`
+    checks."""
+    body = {k: v for k, v in record.items() if k != DIGEST_KEY}
+    text = json.dumps(to_jsonable(body), sort_keys=True, separators=(",", ":"),
+                      default=_json_default)
+    return sha256_bytes(text.encode("utf-8"))
+
+
+def write_verified_json(path: str | os.PathLike, record: Mapping) -> Path:
+    """Write ``record`` atomically with its :func:`record_digest` under ``"sha256"``."""
+    body = to_jsonable({k: v for k, v in record.items() if k != DIGEST_KEY})
+    return atomic_write_json(path, {**body, DIGEST_KEY: record_digest(body)})
+
+
+def read_verified_json(path: str | os.PathLike, what: str = "record") -> dict:
+    """Read a JSON record written by :func:`write_verified_json` and check its digest.
+
+    A record without a digest (written by an earlier version) is returned as it is.
+
+    Raises
+    ------
+    CacheMismatchError
+        If the stored digest does not match the content (the file was edited or damaged);
+        the message names the file.
+    """
+    from qd_lib.utils.errors import CacheMismatchError
+
+    record = json.loads(Path(path).read_text(encoding="utf-8"))
+    stored = record.get(DIGEST_KEY) if isinstance(record, dict) else None
+    if stored is not None and stored != record_digest(record):
+        raise CacheMismatchError(
+            f"The {what} {path} does not match its sha256 (stored {stored[:12]}…, content "
+            f"{record_digest(record)[:12]}…): it was edited or damaged after it was written. "
+            "Delete it to have it recomputed.")
+    return record

@@ -14,11 +14,14 @@ Every change updates the same widget objects in place. Figures are rendered to P
 shown in ``ipywidgets.Image`` widgets, so the explorer works in JupyterLab, under papermill and
 in a headless browser without the ipympl backend.
 
-Coresets come from the selection machinery of :mod:`qd_lib.selection.features`: a matching
-selection record under ``runs_dir()/"selections"`` is reused, otherwise the coreset is selected
-with :func:`~qd_lib.selection.features.run_selections`, which saves its record. Embeddings and
-layouts are computed on first use per (dataset, feature set); everything is also kept in memory,
-so flipping back to a setting seen before is instant.
+Coresets come from the selection machinery of :mod:`qd_lib.selection.records`: a matching
+selection record under ``runs_dir()/"selections"`` is reused
+(:func:`~qd_lib.selection.records.find_selection`), otherwise the coreset is selected with
+:func:`~qd_lib.selection.records.run_selections`, which saves its record. Features come from
+:mod:`qd_lib.features`, MOS in the selection API's convention
+(:func:`~qd_lib.features.selection_mos`, normalised); the figures show the native MOS scale.
+Embeddings and layouts are computed on first use per (dataset, feature set); everything is also
+kept in memory, so flipping back to a setting seen before is instant.
 
 >>> from qd_lib.viz import explore
 >>> ex = explore("proxy-tiny", method="kcenter", fraction=0.1)   # doctest: +SKIP
@@ -43,16 +46,11 @@ import ipywidgets as W
 import numpy as np
 
 from qd_lib.analysis import covering_radius, mos_coverage, tsne_layout
-from qd_lib.data import open_dataset
+from qd_lib.data import fraction_label, open_dataset
+from qd_lib.features import FEATURE_SETS, NORMALIZED_MOS_RANGE, feature_inputs, selection_mos
 from qd_lib.paths import data_root, display_path, runs_dir
 from qd_lib.selection import available_methods, get_method
-from qd_lib.selection.features import (
-    FEATURE_SETS,
-    feature_inputs,
-    load_selection,
-    run_selections,
-    selection_run_id,
-)
+from qd_lib.selection.records import find_selection, run_selections, selection_path
 from qd_lib.utils.validation import check_option, check_scalar
 
 logger = logging.getLogger(__name__)
@@ -73,10 +71,6 @@ _COVERAGE_ROWS = (  # key, label, which direction is better
 
 _FIGURE_DPI = 100
 _STATUS_COLOURS = {"busy": "#E69F00", "ok": "#009E73", "error": "#D55E00"}
-
-
-def _fraction_label(fraction: float) -> str:
-    return f"{fraction * 100:g} %"
 
 
 @dataclass
@@ -120,7 +114,7 @@ class CoresetExplorer:
         preset is built on first use).
     feature_set : {"offline", "paper"}, default="offline"
         Embeddings the selectors and the t-SNE map read (see
-        :data:`qd_lib.selection.features.FEATURE_SETS`); ``paper`` needs the ARNIQA and LIQE
+        :data:`qd_lib.features.FEATURE_SETS`); ``paper`` needs the ARNIQA and LIQE
         checkpoints in ``QD_WEIGHTS_DIR``.
     method : str, default="qdiverse"
         Selection method shown first; one of ``methods``.
@@ -260,7 +254,7 @@ class CoresetExplorer:
             tooltip="; ".join(f"{n}: {fs.description}" for n, fs in FEATURE_SETS.items()))
         self.method_menu = W.Dropdown(options=list(methods), value=method, description="method",
                                       style=wide)
-        self.fraction_menu = W.Dropdown(options=[(_fraction_label(f), f) for f in fractions],
+        self.fraction_menu = W.Dropdown(options=[(fraction_label(f), f) for f in fractions],
                                         value=fraction, description="fraction", style=wide)
         self.status = W.HTML(layout=W.Layout(min_height="1.6em"))
         self.tsne_image = W.Image(format="png", layout=W.Layout(width="460px"))
@@ -409,7 +403,7 @@ class CoresetExplorer:
     @staticmethod
     def _describe(key: tuple) -> str:
         name, fs, method, fraction = key
-        return f"{name} · {fs} · {method} · {_fraction_label(fraction)}"
+        return f"{name} · {fs} · {method} · {fraction_label(fraction)}"
 
     def _on_change(self, change) -> None:
         if not self._suspended:
@@ -477,13 +471,14 @@ class CoresetExplorer:
         rows = ds.indices("train")
         budget = ds.budget(fraction)
         if budget == 0:
-            raise ValueError(f"{_fraction_label(fraction)} of {len(rows)} training images is an "
+            raise ValueError(f"{fraction_label(fraction)} of {len(rows)} training images is an "
                              "empty coreset (floor of the budget is 0); pick a larger fraction.")
-        found = _find_record(ds, rows, self.selections_dir, fs, method, fraction, self.seed,
-                             budget) if self.use_records else None
+        found = find_selection(ds, method, fraction, feature_set=fs, seed=self.seed,
+                               out_dir=self.selections_dir) if self.use_records else None
         if found is not None:
-            path, indices, seconds = found
-            coreset = _Coreset(indices, "record", path, seconds)
+            path, record = found
+            coreset = _Coreset(np.asarray(record["indices"], dtype=np.int64), "record", path,
+                               record.get("seconds"))
         else:
             self._set_status("busy", f"selecting… {label} (embeddings)")
             features = self._features(ds, fs, get_method(method).inputs)
@@ -492,8 +487,8 @@ class CoresetExplorer:
                                                  seed=self.seed, out_dir=self.selections_dir,
                                                  features=features)
             sel = selections[fraction]
-            run_id = selection_run_id(ds.name, fs, method, fraction, sel.seed or 0, sel.params)
-            path = self.selections_dir / ds.name / method / f"{run_id}.json"
+            path = selection_path(ds.name, fs, method, fraction, sel.seed or 0, sel.params,
+                                  self.selections_dir)
             coreset = _Coreset(np.asarray(sel.indices, dtype=np.int64), "selected", path,
                                float(summary["seconds"].iloc[0]))
         self._coresets[key] = coreset
@@ -512,12 +507,16 @@ class CoresetExplorer:
         embedding = self._features(ds, fs, ["embedding"])["embedding"]
         layout = self._layout(ds, fs, embedding)
         self._set_status("busy", f"selecting… {label} (coverage, figures)")
-        coverage = mos_coverage(mos, mos[picks], mos_range=info.mos_range, bins=self.bins)
+        # coverage numbers in the selection API's MOS convention (scale-free: the same values as
+        # notebook 06 and the study's diagnostics); the figures keep the native scale
+        norm = selection_mos(ds, rows)
+        coverage = mos_coverage(norm, norm[picks], mos_range=NORMALIZED_MOS_RANGE,
+                                bins=self.bins)
         coverage = {k: float(coverage[k]) for k in COVERAGE_KEYS[:-1]}
         coverage["covering_radius"] = float(covering_radius(embedding, picks))
         proxy = bool(info.proxy)
         ids = table["image_id"].to_numpy()[rows]
-        title = f"{ds.name} · {method} {_fraction_label(fraction)} ({len(picks)}/{len(rows)})"
+        title = f"{ds.name} · {method} {fraction_label(fraction)} ({len(picks)}/{len(rows)})"
         tag = " · PROXY MOS" if proxy else ""
         tsne_png = _render_tsne(layout, mos, picks, title=f"{title}\nt-SNE of the {fs} "
                                 f"embedding{tag}", proxy=proxy)
@@ -653,38 +652,6 @@ def _built_proxies() -> list[str]:
     if not root.is_dir():
         return []
     return sorted(p.name for p in root.glob("proxy-*") if (p / "manifest.csv").is_file())
-
-
-def _find_record(ds, rows, folder: Path, fs: str, method: str, fraction: float, seed: int,
-                 budget: int):
-    """(path, indices, seconds) of a selection record made with the method's default options
-    for exactly this training split, or ``None``."""
-    defaults = get_method(method).options
-    stem = f"{ds.name}__{fs}__{method}__f{fraction:.2f}__s{seed}__"
-    ids = ds.manifest.table["image_id"].to_numpy()[rows]
-    candidates = sorted((folder / ds.name / method).glob(f"{stem}*.json"),
-                        key=lambda p: p.stat().st_mtime, reverse=True)
-    for path in candidates:
-        try:
-            record = load_selection(path)
-        except (OSError, ValueError) as exc:
-            logger.debug("ignoring selection record %s: %s", display_path(path), exc)
-            continue
-        params = record.get("params") or {}
-        indices = np.asarray(record.get("indices", []), dtype=np.int64)
-        if (record.get("manifest_hash") != ds.manifest.content_hash
-                or record.get("train_split_hash") != ds.manifest.split_hash(ds.scheme, "train")
-                or record.get("scheme") != ds.scheme or record.get("feature_set") != fs
-                or record.get("method") != method or record.get("seed") != seed
-                or not math.isclose(float(record.get("fraction", -1)), fraction)
-                or record.get("n_samples") != len(rows) or len(indices) != budget
-                or any(params[k] != v for k, v in defaults.items() if k in params)
-                or len(indices) and (indices.min() < 0 or indices.max() >= len(rows))
-                or record.get("image_ids") != [str(i) for i in ids[indices]]):
-            continue
-        logger.info("reusing selection record %s", display_path(path))
-        return path, indices, record.get("seconds")
-    return None
 
 
 def _figure(figsize):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import platform
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,6 +12,8 @@ import matplotlib
 from qd_lib import __version__
 from qd_lib.paths import display_path, figures_dir
 from qd_lib.utils.io import atomic_write_bytes, atomic_write_json
+
+logger = logging.getLogger(__name__)
 
 # Okabe–Ito: readable in print and for colour-blind readers.
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442",
@@ -92,27 +95,59 @@ def markdown_table(table, float_format: str = "%.4f") -> str:
 
 
 def save_table(table, name: str, *, folder=None, provenance: dict | None = None,
-               float_format: str = "%.4f") -> dict[str, Path]:
-    """Save a DataFrame as ``<name>.csv``, ``.md`` and ``.tex`` (booktabs) plus ``.json``.
+               float_format: str = "%.4f", markdown: str | None = None,
+               latex: str | bool | None = None, csv_float_format: str | None = None,
+               extra_csv: dict | None = None) -> dict[str, Path]:
+    """Write a table as ``<name>.csv``, ``.md``, ``.tex`` (booktabs) and ``.json`` provenance,
+    each atomically: the one table writer of the workbench (coverage tables, run summaries and
+    the supplement's Table 2 layout all go through it).
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        The values; written as CSV as they are (full precision unless ``csv_float_format``).
+    name : str
+        File stem (no folder separators).
+    folder : path, optional
+        Default :func:`qd_lib.paths.figures_dir`.
+    provenance : dict, optional
+        Merged into the JSON file (source runs, settings, ...).
+    float_format : str, default="%.4f"
+        Number format of the default Markdown and LaTeX renderings.
+    markdown, latex : str, optional
+        Renderings to write instead of the defaults (a results table formats its own cells:
+        mean ± std, bold best); ``latex=False`` writes no ``.tex``.
+    csv_float_format : str, optional
+        ``float_format`` of the CSV files.
+    extra_csv : dict of str to DataFrame, optional
+        More CSV files, ``{"long_csv": frame}`` → ``<name>_long.csv``.
 
     Returns
     -------
     dict of str to Path
-        The written files by format.
+        The written files by kind (``csv``, ``md``, ``tex``, extra keys, ``json``).
     """
+    if not isinstance(name, str) or not name or "/" in name or "\\" in name:
+        raise ValueError(f"The 'name' parameter must be a non-empty file stem. Got {name!r} "
+                         "instead.")
     folder = Path(folder) if folder is not None else figures_dir()
-    written = {
-        "csv": atomic_write_bytes(folder / f"{name}.csv",
-                                  table.to_csv(index=False).encode("utf-8")),
-        "md": atomic_write_bytes(folder / f"{name}.md",
-                                 markdown_table(table, float_format).encode("utf-8")),
-        "tex": atomic_write_bytes(folder / f"{name}.tex", table.to_latex(
-            index=False, float_format=float_format.__mod__).encode("utf-8")),
-    }
-    written["json"] = atomic_write_json(folder / f"{name}.json", {
-        "table": name, "files": {fmt: display_path(p) for fmt, p in written.items()},
-        "provenance": provenance or {},
-        "versions": {"qd_lib": __version__, "python": platform.python_version()},
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-    })
+    texts = {"csv": table.to_csv(index=False, float_format=csv_float_format),
+             "md": markdown if markdown is not None else markdown_table(table, float_format)}
+    if latex is not False:
+        texts["tex"] = latex if isinstance(latex, str) else table.to_latex(
+            index=False, float_format=float_format.__mod__)
+    for key, frame in (extra_csv or {}).items():
+        texts[key] = frame.to_csv(index=False, float_format=csv_float_format)
+    written = {}
+    for key, text in texts.items():
+        stem, _, suffix = key.rpartition("_")
+        filename = f"{name}_{stem}.{suffix}" if stem else f"{name}.{key}"
+        written[key] = atomic_write_bytes(folder / filename, text.encode("utf-8"))
+    record = {"table": name, **(provenance or {}),
+              "files": {key: path.name for key, path in written.items()} | {
+                  "json": f"{name}.json"},
+              "written_by": {"qd_lib": __version__, "python": platform.python_version()},
+              "generated_at": datetime.now(UTC).isoformat(timespec="seconds")}
+    written["json"] = atomic_write_json(folder / f"{name}.json", record)
+    logger.info("wrote %s", ", ".join(display_path(p) for p in written.values()))
     return written

@@ -7,6 +7,8 @@ import numpy as np
 from matplotlib import cm, colors
 from scipy import stats
 
+from qd_lib.data.budget import fraction_label
+
 
 def _density(points: np.ndarray) -> np.ndarray:
     if len(points) < 3:
@@ -92,7 +94,7 @@ def plot_coreset_grid(layout, mos, selections, *, proxy: bool = False, figsize=N
                 continue
             mappable = plot_coreset_map(layout, mos, idx, ax=ax, mos_norm=norm)
             if r == 0:
-                ax.set_title(f"{fraction:.0%}")
+                ax.set_title(fraction_label(fraction))
             if c == 0:
                 ax.set_ylabel(method)
     if mappable is not None:
