@@ -1,4 +1,8 @@
 """Training on coresets: learning, determinism, checkpoint/resume, quirk options, bad input."""
+import json
+import math
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -160,3 +164,65 @@ def test_musiq_and_basecnn_tiny_train(tiny_bench, train_ids):
                             device="cpu")
     assert np.isfinite(base.predictions["pred"]).all()
     assert base.info["n_parameters"] > 11_000_000
+
+
+# -- pinned outputs --------------------------------------------------------------------------------
+GOLDEN = Path(__file__).parent / "golden" / "train_on_coreset_tiny.json"
+
+#: Three tiny seeded CPU runs that together take every branch of the training loop: evaluation
+#: on some epochs only with a step limit (no best-on-test), the official quirks (per-iteration
+#: cosine, best-on-test, dropped test images, split min-max labels, centre crops), and MUSIQ.
+PINNED_RUNS = {
+    "maniqa_eval_every_2": dict(
+        n_ids=16, model="maniqa", seed=0, keep_checkpoint=False,
+        overrides={"epochs": 3, "eval_every": 2, "max_steps_per_epoch": 1}),
+    "maniqa_official_quirks": dict(
+        n_ids=16, model="maniqa", seed=1,
+        overrides={"epochs": 3, "epoch_rule": "best_on_test", "eval_drop_last": True,
+                   "eval_batch_size": 5, "scheduler_step": "iter", "t_max": 2,
+                   "label_norm": "split_minmax", "eval_crops": "center"}),
+    "musiq": dict(n_ids=8, model="musiq", seed=2, overrides={"epochs": 2}),
+}
+
+
+def _jsonable(value):
+    """Plain JSON values; NaN as the string 'nan' so that equal results compare equal."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (np.floating, float)):
+        return "nan" if math.isnan(value) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def pinned_outputs(bench, train_ids, folder) -> dict:
+    """Everything :data:`PINNED_RUNS` return or write, but the timings (regenerate GOLDEN by
+    dumping this dict after a deliberate change of the training outputs)."""
+    out = {}
+    for name, spec in PINNED_RUNS.items():
+        spec = dict(spec)
+        run_dir = Path(folder) / name
+        result = train_on_coreset(bench, image_ids=train_ids[:spec.pop("n_ids")], config="tiny",
+                                  device="cpu", out_dir=run_dir, **spec)
+        history = [{k: v for k, v in h.items() if k != "seconds"} for h in result.history]
+        info = {k: v for k, v in result.info.items() if k != "seconds"}
+        written = pd.read_csv(run_dir / "predictions.csv")
+        out[name] = _jsonable({
+            "metrics": result.metrics, "final": result.final,
+            "best_on_test": result.best_on_test, "history": history, "info": info,
+            "predictions": result.predictions.to_dict(orient="list"),
+            "written_predictions": written.to_dict(orient="list"),
+            "checkpoint_kept": (run_dir / "checkpoint.pt").is_file()})
+    return out
+
+
+def test_outputs_are_pinned(tiny_bench, train_ids, tmp_path):
+    expected = json.loads(GOLDEN.read_text())
+    actual = pinned_outputs(tiny_bench, train_ids, tmp_path)
+    assert set(actual) == set(expected)
+    for name in expected:
+        for key in expected[name]:
+            assert actual[name][key] == expected[name][key], (name, key)
