@@ -19,6 +19,7 @@ from qd_lib.training import (
 )
 from qd_lib.training import loop as loop_module
 from qd_lib.training.loop import _targets
+from qd_lib.training.throughput import measure_throughput
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -226,3 +227,58 @@ def test_outputs_are_pinned(tiny_bench, train_ids, tmp_path):
     for name in expected:
         for key in expected[name]:
             assert actual[name][key] == expected[name][key], (name, key)
+
+
+# -- throughput --------------------------------------------------------------------------------
+def _jpeg_dataset(folder, n_train=8, n_test=4, size=(96, 128)):
+    from PIL import Image
+
+    from qd_lib.data import DatasetInfo, Manifest
+
+    rng = np.random.default_rng(0)
+    (folder / "images").mkdir()
+    rows = []
+    for i in range(n_train + n_test):
+        rel = f"images/{i:02d}.jpg"
+        Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(
+            folder / rel, quality=90)
+        rows.append({"image_id": f"{i:02d}", "relpath": rel, "mos": float(rng.uniform(1, 5)),
+                     "split_paper": "train" if i < n_train else "test"})
+    return Manifest(pd.DataFrame(rows), DatasetInfo(name="jpegs", mos_range=(1, 5)))
+
+
+def test_tiny_throughput_on_the_cpu(tmp_path):
+    manifest = _jpeg_dataset(tmp_path)
+    result = measure_throughput(manifest, tmp_path, tiny=True, device="cpu", workers=1)
+    json.dumps(result, allow_nan=False)  # plain JSON, no NaN
+    assert result["device"].startswith("cpu") and result["config"] == "tiny"
+    figures = result["figures"]
+    assert [(f["model"], f["measure"]) for f in figures] == [
+        ("maniqa", "train_step"), ("maniqa", "eval"), ("musiq", "train_step"),
+        ("musiq", "eval"), ("maniqa", "end_to_end_epoch"), ("musiq", "end_to_end_epoch")]
+    for f in figures:
+        assert f["device"] == result["device"] and "random-init" in f["weights"]
+        assert f["amp"] is None and math.isfinite(f["img_s"]) and f["img_s"] > 0
+    steps = {(f["model"], f["measure"]): f for f in figures[:4]}
+    assert steps["maniqa", "train_step"]["input_shape"] == [3, 64, 64]
+    assert steps["maniqa", "eval"]["test_crops"] == 5  # five-point crops of 72 px
+    assert steps["musiq", "train_step"]["batch_size"] == 8
+    assert all(f["peak_memory_GiB"] is None for f in steps.values())  # CUDA only
+    for e2e in figures[4:]:
+        assert (e2e["n_train"], e2e["n_test"], e2e["workers"]) == (8, 4, 1)
+        assert e2e["step_train_img_s"] == steps[e2e["model"], "train_step"]["img_s"]
+        assert e2e["loader_img_s"] > 0 and e2e["compute_share"] > 0
+        assert e2e["decode_bound"] == (e2e["loader_img_s"] < e2e["step_train_img_s"])
+        assert e2e["img_s"] == pytest.approx(12 / e2e["epoch_s"])
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(models=("maniqa", "vgg")), r"'models' parameter must be a sequence of names"),
+    (dict(models="maniqa"), r"'models' parameter"),
+    (dict(steps=0), r"'steps' parameter must be an int in the range \[1, inf"),
+    (dict(image_size=(64,)), r"'image_size' parameter must be \(height, width\)"),
+    (dict(amp="fp8"), r"'amp' parameter must be True, False or 'auto'"),
+])
+def test_throughput_checks_its_arguments(kwargs, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        measure_throughput(tiny=True, device="cpu", **kwargs)
