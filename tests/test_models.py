@@ -421,6 +421,7 @@ def test_musiq_paper_starts_from_the_released_imagenet_checkpoint(tmp_path, monk
     assert torch.equal(model.head.weight, fresh.head.weight)  # its own initialisation
     assert torch.equal(model.embedding.weight, release["embedding.weight"])
     assert any("musiq_imagenet_pretrain-51d9b0a5.pth" in w for w in model.weights_loaded)
+    (tmp_path / "musiq_imagenet_pretrain-51d9b0a5.pth").unlink()  # 109 MB
 
 
 def test_skip_head_keeps_maniqa_heads():

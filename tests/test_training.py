@@ -272,6 +272,18 @@ def test_tiny_throughput_on_the_cpu(tmp_path):
         assert e2e["img_s"] == pytest.approx(12 / e2e["epoch_s"])
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_tiny_throughput_on_cuda_reports_amp_and_memory(tmp_path):
+    manifest = _jpeg_dataset(tmp_path)
+    result = measure_throughput(manifest, tmp_path, tiny=True, device="cuda", workers=1)
+    assert result["device_type"] == "cuda" and not result["device"].startswith("cpu")
+    for f in result["figures"]:
+        assert f["device"] == result["device"] and f["amp"] in ("bfloat16", "float16")
+        if f["measure"] != "end_to_end_epoch":
+            assert f["peak_memory_GiB"] > 0
+
+
 @pytest.mark.parametrize("kwargs, message", [
     (dict(models=("maniqa", "vgg")), r"'models' parameter must be a sequence of names"),
     (dict(models="maniqa"), r"'models' parameter"),
