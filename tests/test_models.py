@@ -371,6 +371,82 @@ def test_musiq_official_layout_and_checkpoints_load_strictly():
     assert torch.equal(ava_model.head.weight, ava["head.0.weight"])
 
 
+def _musiq_imagenet_release(model, seed=5):
+    """A state dict in the layout of pyiqa's ``musiq_imagenet_pretrain-51d9b0a5.pth``.
+
+    pyiqa's ``scripts/convert_musiq_to_pth.py`` (IQA-PyTorch @01ae427) saves, bare (no
+    ``params`` key, no ``module.`` prefix), the state dict of a 1-output ``MUSIQ`` (so an
+    untrained ``head.*`` of shape (1, D)) plus Google's ImageNet classifier as
+    ``imagenet_head.*`` (1000 classes).
+    """
+    g = torch.Generator().manual_seed(seed)
+    state = {k: torch.randn(v.shape, generator=g) for k, v in model.state_dict().items()}
+    dim = model.head.in_features
+    state["imagenet_head.weight"] = torch.randn(1000, dim, generator=g)
+    state["imagenet_head.bias"] = torch.randn(1000, generator=g)
+    return state
+
+
+@pytest.mark.parametrize("wrap", [
+    lambda s: s,  # the released file
+    lambda s: {"params": s},  # pyiqa's training checkpoints
+    lambda s: {"params_ema": s},  # pyiqa/BasicSR EMA checkpoints
+    lambda s: {"params": {f"module.{k}": v for k, v in s.items()}},  # DataParallel
+], ids=["bare", "params", "params_ema", "module"])
+def test_skip_head_drops_every_musiq_classifier_head(tmp_path, wrap):
+    torch.manual_seed(0)
+    model = build_model("musiq", "tiny")
+    own_head = {k: v.clone() for k, v in model.state_dict().items() if k.startswith("head.")}
+    release = _musiq_imagenet_release(model)
+    torch.save(wrap(release), tmp_path / "musiq_imagenet_pretrain.pth")
+    load_official_checkpoint(model, tmp_path / "musiq_imagenet_pretrain.pth", skip_head=True)
+    loaded = model.state_dict()
+    # the model keeps its own head: neither the file's head.* nor its imagenet_head.* is used
+    assert all(torch.equal(loaded[k], own_head[k]) for k in own_head)
+    assert "imagenet_head.weight" not in loaded
+    trunk = [k for k in loaded if not k.startswith("head.")]
+    assert trunk and all(torch.equal(loaded[k], release[k]) for k in trunk)
+    with pytest.raises(RuntimeError, match="imagenet_head"):  # without skip_head: strict
+        load_official_checkpoint(model, tmp_path / "musiq_imagenet_pretrain.pth")
+
+
+def test_musiq_paper_starts_from_the_released_imagenet_checkpoint(tmp_path, monkeypatch):
+    release = _musiq_imagenet_release(build_model("musiq", "official", pretrained=False))
+    torch.save(release, tmp_path / "musiq_imagenet_pretrain-51d9b0a5.pth")
+    monkeypatch.setenv("QD_WEIGHTS_DIR", str(tmp_path))
+    torch.manual_seed(3)
+    model = build_model("musiq", "paper")
+    torch.manual_seed(3)
+    fresh = build_model("musiq", "paper", pretrained=False)
+    assert torch.equal(model.head.weight, fresh.head.weight)  # its own initialisation
+    assert torch.equal(model.embedding.weight, release["embedding.weight"])
+    assert any("musiq_imagenet_pretrain-51d9b0a5.pth" in w for w in model.weights_loaded)
+    (tmp_path / "musiq_imagenet_pretrain-51d9b0a5.pth").unlink()  # 109 MB
+
+
+def test_skip_head_keeps_maniqa_heads():
+    torch.manual_seed(1)
+    source = build_model("maniqa", "tiny").state_dict()  # layout of ckpt_koniq10k.pt (bare)
+    torch.manual_seed(2)
+    model = build_model("maniqa", "tiny")
+    heads = ("fc_score.", "fc_weight.", "vit.head.")
+    own = {k: v.clone() for k, v in model.state_dict().items() if k.startswith(heads)}
+    assert {k.split(".")[0] for k in own} == {"fc_score", "fc_weight", "vit"}
+    load_official_checkpoint(model, source, skip_head=True)
+    loaded = model.state_dict()
+    assert all(torch.equal(loaded[k], own[k]) for k in own)
+    assert torch.equal(loaded["conv1.weight"], source["conv1.weight"])
+    load_official_checkpoint(model, source)  # without skip_head everything is loaded
+    assert torch.equal(model.state_dict()["fc_score.3.weight"], source["fc_score.3.weight"])
+    # both pyiqa wrappers present: 'params' wins, as in pyiqa's loader
+    ema = {k: v + 1 for k, v in source.items()}
+    load_official_checkpoint(model, {"params_ema": ema, "params": source})
+    assert torch.equal(model.state_dict()["conv1.weight"], source["conv1.weight"])
+    with pytest.raises(ValueError, match="'skip_head' parameter.*Linear"):
+        load_official_checkpoint(torch.nn.Linear(2, 1), torch.nn.Linear(2, 1).state_dict(),
+                                 skip_head=True)
+
+
 # -- BaseCNN ---------------------------------------------------------------------------------------
 def test_basecnn_layout_output_and_freezing():
     model = build_model("basecnn", "tiny")

@@ -1,4 +1,8 @@
 """Training on coresets: learning, determinism, checkpoint/resume, quirk options, bad input."""
+import json
+import math
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -15,6 +19,7 @@ from qd_lib.training import (
 )
 from qd_lib.training import loop as loop_module
 from qd_lib.training.loop import _targets
+from qd_lib.training.throughput import measure_throughput
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -160,3 +165,132 @@ def test_musiq_and_basecnn_tiny_train(tiny_bench, train_ids):
                             device="cpu")
     assert np.isfinite(base.predictions["pred"]).all()
     assert base.info["n_parameters"] > 11_000_000
+
+
+# -- pinned outputs --------------------------------------------------------------------------------
+GOLDEN = Path(__file__).parent / "golden" / "train_on_coreset_tiny.json"
+
+#: Three tiny seeded CPU runs that together take every branch of the training loop: evaluation
+#: on some epochs only with a step limit (no best-on-test), the official quirks (per-iteration
+#: cosine, best-on-test, dropped test images, split min-max labels, centre crops), and MUSIQ.
+PINNED_RUNS = {
+    "maniqa_eval_every_2": dict(
+        n_ids=16, model="maniqa", seed=0, keep_checkpoint=False,
+        overrides={"epochs": 3, "eval_every": 2, "max_steps_per_epoch": 1}),
+    "maniqa_official_quirks": dict(
+        n_ids=16, model="maniqa", seed=1,
+        overrides={"epochs": 3, "epoch_rule": "best_on_test", "eval_drop_last": True,
+                   "eval_batch_size": 5, "scheduler_step": "iter", "t_max": 2,
+                   "label_norm": "split_minmax", "eval_crops": "center"}),
+    "musiq": dict(n_ids=8, model="musiq", seed=2, overrides={"epochs": 2}),
+}
+
+
+def _jsonable(value):
+    """Plain JSON values; NaN as the string 'nan' so that equal results compare equal."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (np.floating, float)):
+        return "nan" if math.isnan(value) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def pinned_outputs(bench, train_ids, folder) -> dict:
+    """Everything :data:`PINNED_RUNS` return or write, but the timings (regenerate GOLDEN by
+    dumping this dict after a deliberate change of the training outputs)."""
+    out = {}
+    for name, spec in PINNED_RUNS.items():
+        spec = dict(spec)
+        run_dir = Path(folder) / name
+        result = train_on_coreset(bench, image_ids=train_ids[:spec.pop("n_ids")], config="tiny",
+                                  device="cpu", out_dir=run_dir, **spec)
+        history = [{k: v for k, v in h.items() if k != "seconds"} for h in result.history]
+        info = {k: v for k, v in result.info.items() if k != "seconds"}
+        written = pd.read_csv(run_dir / "predictions.csv")
+        out[name] = _jsonable({
+            "metrics": result.metrics, "final": result.final,
+            "best_on_test": result.best_on_test, "history": history, "info": info,
+            "predictions": result.predictions.to_dict(orient="list"),
+            "written_predictions": written.to_dict(orient="list"),
+            "checkpoint_kept": (run_dir / "checkpoint.pt").is_file()})
+    return out
+
+
+def test_outputs_are_pinned(tiny_bench, train_ids, tmp_path):
+    expected = json.loads(GOLDEN.read_text())
+    actual = pinned_outputs(tiny_bench, train_ids, tmp_path)
+    assert set(actual) == set(expected)
+    for name in expected:
+        for key in expected[name]:
+            assert actual[name][key] == expected[name][key], (name, key)
+
+
+# -- throughput --------------------------------------------------------------------------------
+def _jpeg_dataset(folder, n_train=8, n_test=4, size=(96, 128)):
+    from PIL import Image
+
+    from qd_lib.data import DatasetInfo, Manifest
+
+    rng = np.random.default_rng(0)
+    (folder / "images").mkdir()
+    rows = []
+    for i in range(n_train + n_test):
+        rel = f"images/{i:02d}.jpg"
+        Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(
+            folder / rel, quality=90)
+        rows.append({"image_id": f"{i:02d}", "relpath": rel, "mos": float(rng.uniform(1, 5)),
+                     "split_paper": "train" if i < n_train else "test"})
+    return Manifest(pd.DataFrame(rows), DatasetInfo(name="jpegs", mos_range=(1, 5)))
+
+
+def test_tiny_throughput_on_the_cpu(tmp_path):
+    manifest = _jpeg_dataset(tmp_path)
+    result = measure_throughput(manifest, tmp_path, tiny=True, device="cpu", workers=1)
+    json.dumps(result, allow_nan=False)  # plain JSON, no NaN
+    assert result["device"].startswith("cpu") and result["config"] == "tiny"
+    figures = result["figures"]
+    assert [(f["model"], f["measure"]) for f in figures] == [
+        ("maniqa", "train_step"), ("maniqa", "eval"), ("musiq", "train_step"),
+        ("musiq", "eval"), ("maniqa", "end_to_end_epoch"), ("musiq", "end_to_end_epoch")]
+    for f in figures:
+        assert f["device"] == result["device"] and "random-init" in f["weights"]
+        assert f["amp"] is None and math.isfinite(f["img_s"]) and f["img_s"] > 0
+    steps = {(f["model"], f["measure"]): f for f in figures[:4]}
+    assert steps["maniqa", "train_step"]["input_shape"] == [3, 64, 64]
+    assert steps["maniqa", "eval"]["test_crops"] == 5  # five-point crops of 72 px
+    assert steps["musiq", "train_step"]["batch_size"] == 8
+    assert all(f["peak_memory_GiB"] is None for f in steps.values())  # CUDA only
+    for e2e in figures[4:]:
+        assert (e2e["n_train"], e2e["n_test"], e2e["workers"]) == (8, 4, 1)
+        assert e2e["step_train_img_s"] == steps[e2e["model"], "train_step"]["img_s"]
+        assert e2e["loader_img_s"] > 0 and e2e["compute_share"] > 0
+        assert e2e["decode_bound"] == (e2e["loader_img_s"] < e2e["step_train_img_s"])
+        assert e2e["img_s"] == pytest.approx(12 / e2e["epoch_s"])
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_tiny_throughput_on_cuda_reports_amp_and_memory(tmp_path):
+    manifest = _jpeg_dataset(tmp_path)
+    result = measure_throughput(manifest, tmp_path, tiny=True, device="cuda", workers=1)
+    assert result["device_type"] == "cuda" and not result["device"].startswith("cpu")
+    for f in result["figures"]:
+        assert f["device"] == result["device"] and f["amp"] in ("bfloat16", "float16")
+        if f["measure"] != "end_to_end_epoch":
+            assert f["peak_memory_GiB"] > 0
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(models=("maniqa", "vgg")), r"'models' parameter must be a sequence of names"),
+    (dict(models="maniqa"), r"'models' parameter"),
+    (dict(steps=0), r"'steps' parameter must be an int in the range \[1, inf"),
+    (dict(image_size=(64,)), r"'image_size' parameter must be \(height, width\)"),
+    (dict(amp="fp8"), r"'amp' parameter must be True, False or 'auto'"),
+])
+def test_throughput_checks_its_arguments(kwargs, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        measure_throughput(tiny=True, device="cpu", **kwargs)

@@ -142,26 +142,68 @@ def count_parameters(model: nn.Module, *, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
+#: Keys a checkpoint may hold its state dict under, in the order tried: pyiqa's ``params``
+#: (then ``params_ema``, BasicSR's EMA copy, when ``params`` is absent), ``state_dict``, ``model``.
+_WRAPPER_KEYS = ("params", "params_ema", "state_dict", "model")
+
+
 def _unwrap_state_dict(obj) -> dict[str, torch.Tensor]:
+    """The bare state dict inside ``obj`` (a module, a wrapper dict or a state dict)."""
     if isinstance(obj, nn.Module):
         obj = obj.state_dict()
     if isinstance(obj, dict):
-        for key in ("params", "state_dict", "model"):
+        for key in _WRAPPER_KEYS:
             if key in obj and isinstance(obj[key], dict):
+                others = [k for k in _WRAPPER_KEYS if k != key and k in obj]
+                if others:
+                    logger.info("checkpoint holds %s; using %r", sorted([key, *others]), key)
                 return _unwrap_state_dict(obj[key])
-        if all(isinstance(v, torch.Tensor) for v in obj.values()):
+        if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
             return {(k[7:] if k.startswith("module.") else k): v for k, v in obj.items()}
     raise TypeError("Not a state dict: expected a mapping of tensors (optionally under "
-                    "'params', 'state_dict' or 'model', keys optionally prefixed 'module.').")
+                    f"{' or '.join(repr(k) for k in _WRAPPER_KEYS)}, keys optionally prefixed "
+                    "'module.').")
+
+
+def _head_prefixes(model: nn.Module) -> tuple[str, ...]:
+    prefixes = getattr(model, "checkpoint_heads", None)
+    if not prefixes:
+        raise ValueError(f"The 'skip_head' parameter needs a model that names its heads "
+                         f"('checkpoint_heads'); {type(model).__name__} does not.")
+    return tuple(prefixes)
+
+
+def _keep_own_heads(model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state`` without any classifier head of the checkpoint, with the model's own heads."""
+    prefixes = _head_prefixes(model)
+    dropped = sorted({k.rsplit(".", 1)[0] for k in state if k.startswith(prefixes)})
+    out = {k: v for k, v in state.items() if not k.startswith(prefixes)}
+    own = {k: v for k, v in model.state_dict().items() if k.startswith(prefixes)}
+    out.update(own)
+    logger.info("skip_head: dropped the checkpoint's %s; kept the model's own %s",
+                dropped or "(no heads)", sorted({k.rsplit(".", 1)[0] for k in own}))
+    return out
 
 
 def load_official_checkpoint(model: nn.Module, checkpoint, *, strict: bool = True,
                              skip_head: bool = False) -> nn.Module:
     """Load a released MANIQA/MUSIQ checkpoint (or a state dict in its layout) into ``model``.
 
-    Accepted: a path or an in-memory state dict; a bare state dict, or one under ``params``
-    (pyiqa), ``state_dict`` or ``model``; keys with the ``module.`` prefix of ``DataParallel``.
-    MUSIQ's AVA head (``head.0.*``, a Linear followed by a softmax) maps to ``head.*``.
+    Accepted: a path or an in-memory state dict; a bare state dict (the released files), or one
+    under ``params`` (pyiqa's training checkpoints), ``params_ema`` (BasicSR/pyiqa EMA copies,
+    used when ``params`` is absent), ``state_dict`` or ``model``; keys with the ``module.``
+    prefix of ``DataParallel``. MUSIQ's AVA head (``head.0.*``, a Linear followed by a softmax)
+    maps to ``head.*``.
+
+    Layouts of the released files (from the code that wrote them):
+
+    - pyiqa's MUSIQ conversions (``scripts/convert_musiq_to_pth.py``): bare state dicts.
+      ``musiq_imagenet_pretrain`` holds the state of a 1-output MUSIQ, including an untrained
+      ``head.*``, plus Google's 1000-class classifier as ``imagenet_head.*``; load it with
+      ``skip_head=True``.
+    - MANIQA's KonIQ/KADID releases (``train_maniqa.py``: ``net.module.state_dict()``): bare,
+      with the ViT's ImageNet classifier ``vit.head.*`` and the IQA heads ``fc_score.*`` and
+      ``fc_weight.*``.
 
     Parameters
     ----------
@@ -173,8 +215,10 @@ def load_official_checkpoint(model: nn.Module, checkpoint, *, strict: bool = Tru
     strict : bool, default=True
         Every key must match (``load_state_dict(strict=True)``).
     skip_head : bool, default=False
-        Leave the model's own head when the checkpoint's has another shape (ImageNet
-        pre-training checkpoints).
+        Keep the model's own heads and ignore every head of the checkpoint, whatever its
+        shape: the keys under the model's ``checkpoint_heads`` prefixes (MUSIQ: ``head.``,
+        ``imagenet_head.``; MANIQA: ``fc_score.``, ``fc_weight.``, ``vit.head.``). For starting
+        from a pre-training checkpoint (``musiq_imagenet_pretrain``).
 
     Raises
     ------
@@ -182,6 +226,8 @@ def load_official_checkpoint(model: nn.Module, checkpoint, *, strict: bool = Tru
         If a path does not exist.
     RuntimeError
         On missing or unexpected keys or shape mismatches (strict), naming them.
+    ValueError
+        With ``skip_head`` for a model that declares no ``checkpoint_heads``.
     """
     from qd_lib.utils.errors import OfflineWeightsError
 
@@ -202,14 +248,7 @@ def load_official_checkpoint(model: nn.Module, checkpoint, *, strict: bool = Tru
     if any(k.startswith("head.0.") for k in state) and not any(k == "head.weight" for k in state):
         state = {("head." + k[7:] if k.startswith("head.0.") else k): v for k, v in state.items()}
     if skip_head:
-        own = model.state_dict()
-        for key in [k for k in state if k.startswith("head.")]:
-            if key in own and state[key].shape != own[key].shape:
-                state.pop(key)
-                logger.info("kept the model's own %s (checkpoint's has another shape)", key)
-        for key in own:
-            if key.startswith("head.") and key not in state:
-                state[key] = own[key]
+        state = _keep_own_heads(model, state)
     result = model.load_state_dict(state, strict=strict)
     logger.info("loaded %d tensors from %s into %s", len(state), source, type(model).__name__)
     if not strict and (result.missing_keys or result.unexpected_keys):

@@ -24,6 +24,10 @@ class BaseCNN(nn.Module):
         ResNet-18 weights from torchvision's hub cache (``None``: random initialisation).
     """
 
+    #: Head prefixes for ``load_official_checkpoint(skip_head=True)``: the regressor and the
+    #: trunk's (unused) ImageNet classifier.
+    checkpoint_heads = ("fc.", "basemodel.fc.")
+
     def __init__(self, *, weights: str | None = None):
         super().__init__()
         from qd_lib.models.backbones import resnet18

@@ -330,6 +330,10 @@ class MANIQA(nn.Module):
         heads, or a tap is outside the backbone's depth.
     """
 
+    #: Checkpoint key prefixes of heads, dropped by ``load_official_checkpoint(skip_head=True)``:
+    #: the IQA score and weight branches and the ViT's (unused) ImageNet classifier.
+    checkpoint_heads = ("fc_score.", "fc_weight.", "vit.head.")
+
     def __init__(self, *, backbone: str = "vit", vit_name: str | None = "vit_base_patch8_224",
                  img_size: int = 224, patch_size: int = 8, vit_dim: int = 768,
                  vit_depth: int = 12, vit_heads: int = 12,

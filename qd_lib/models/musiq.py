@@ -323,6 +323,11 @@ class MUSIQ(nn.Module):
         Stored so that the input pipeline packs images the way the model was configured.
     """
 
+    #: Checkpoint key prefixes of classifier/regression heads, dropped by
+    #: ``load_official_checkpoint(skip_head=True)``: ``head.`` (ours, pyiqa's, AVA's ``head.0.``)
+    #: and ``imagenet_head.`` (Google's ImageNet classifier in ``musiq_imagenet_pretrain``).
+    checkpoint_heads = ("head.", "imagenet_head.")
+
     def __init__(self, *, patch_size: int = 32, hidden_size: int = 384, mlp_dim: int = 1152,
                  num_heads: int = 6, num_layers: int = 14, num_scales: int = 3,
                  spatial_pos_grid_size: int = 10, dropout_rate: float = 0.1,

@@ -5,6 +5,12 @@ seeds everything, builds the model from the registry, trains it with its configu
 evaluates it on the test split with the full inference policy (e.g. MANIQA's crop averaging),
 checkpoints after every epoch and resumes from the last checkpoint.
 
+Its steps, one function each: :func:`_resolve_run` (arguments, configuration, rows, device,
+fingerprint), :func:`_build_model`, :func:`_build_datasets`, :func:`_build_state` (optimiser,
+scheduler, loss scaler), :func:`_resume`, :func:`_run_epochs` (per epoch
+:func:`_train_one_epoch`, :func:`_evaluate` when due, :func:`_write_checkpoint`),
+:func:`_reported` (the epoch the recipe reports), :func:`_write_outputs` and :func:`_run_info`.
+
 Reproducibility: every random draw is derived from the run seed and the epoch (the data order,
 the per-image augmentation, dropout), so a run killed after epoch *k* and resumed ends with the
 same metrics as an uninterrupted one on the CPU. CUDA runs are seeded the same way with
@@ -297,7 +303,368 @@ def _metrics(pred: np.ndarray, target: np.ndarray, epoch: int) -> dict:
     return compute_metrics(pred, target, REPORTED_METRICS)
 
 
-# -- training -----------------------------------------------------------------------------------
+# -- training: the steps of train_on_coreset ----------------------------------------------------
+@dataclass(frozen=True)
+class _RunSpec:
+    """The resolved, validated inputs of one :func:`train_on_coreset` run."""
+
+    manifest: Manifest
+    root: Path
+    model: str
+    cfg: ModelConfig
+    recipe: Recipe
+    per_dataset: dict
+    train_rows: np.ndarray
+    test_rows: np.ndarray
+    seed: int
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    num_workers: int
+    pretrained: bool
+    fingerprint: str
+    ckpt_path: Path | None
+    show_progress: bool | None
+
+    @property
+    def autocast(self):
+        """Autocast context for forward passes (AMP on CUDA only)."""
+        if self.amp_dtype is None:
+            return nullcontext()
+        return torch.autocast("cuda", dtype=self.amp_dtype)
+
+
+@dataclass
+class _TrainState:
+    """Everything that changes while training, and what a checkpoint stores."""
+
+    net: torch.nn.Module
+    pipeline: Any
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: torch.amp.GradScaler
+    history: list = field(default_factory=list)
+    best: dict | None = None
+    start_epoch: int = 0
+    resumed_from: int | None = None
+    last: tuple | None = None  # (pred, target, idx) of the latest test evaluation
+
+
+def _resolve_run(manifest, root, image_ids, *, model, config, scheme, test_part, seed, out_dir,
+                 device, amp, pretrained, dataset, num_workers, show_progress,
+                 overrides) -> _RunSpec:
+    """Check the arguments and resolve configuration, recipe, rows, device and fingerprint.
+
+    Parameters
+    ----------
+    manifest, root, image_ids : see :func:`train_on_coreset`
+        The dataset, its image root and the coreset.
+    model, config, scheme, test_part, seed, out_dir, device, amp : see :func:`train_on_coreset`
+        The model, split, seed, run folder and device options.
+    pretrained, dataset, num_workers, show_progress, overrides : see :func:`train_on_coreset`
+        The remaining options.
+
+    Returns
+    -------
+    _RunSpec
+
+    Raises
+    ------
+    TypeError, ValueError, CoresetError, UnknownNameError
+        On invalid arguments (see :func:`train_on_coreset`).
+    """
+    manifest, root = _unwrap_dataset(manifest, root)
+    if image_ids is None:
+        raise TypeError("The 'image_ids' parameter is required (the coreset's image ids).")
+    check_scalar(seed, "seed", int, min_val=0)
+    cfg = get_config(model, config, **(overrides or {}))
+    recipe, per_dataset = cfg.recipe.for_dataset(dataset or manifest.name)
+    train_rows, test_rows = coreset_rows(manifest, image_ids, scheme=scheme, test_part=test_part)
+    dev = resolve_device(device)
+    amp_dtype = _amp_dtype(dev, amp)
+    if num_workers == "auto":
+        num_workers = min(8, max(1, (os.cpu_count() or 1) - 1)) if dev.type == "cuda" else 0
+    check_scalar(num_workers, "num_workers", int, min_val=0)
+    ids = manifest.table["image_id"].to_numpy()
+    fingerprint = _fingerprint({
+        "model": model, "config": cfg.to_dict(), "recipe": recipe.to_dict(), "seed": seed,
+        "manifest_hash": manifest.content_hash, "scheme": scheme, "test_part": test_part,
+        "train_ids": sorted(ids[train_rows].tolist()), "pretrained": pretrained})
+    return _RunSpec(
+        manifest=manifest, root=root, model=model, cfg=cfg, recipe=recipe,
+        per_dataset=per_dataset, train_rows=train_rows, test_rows=test_rows, seed=seed,
+        device=dev, amp_dtype=amp_dtype, num_workers=num_workers, pretrained=pretrained,
+        fingerprint=fingerprint,
+        ckpt_path=Path(out_dir) / CHECKPOINT_NAME if out_dir is not None else None,
+        show_progress=show_progress)
+
+
+def _build_model(run: _RunSpec):
+    """The model (frozen as the recipe says, on the run's device) and its input pipeline.
+
+    Returns
+    -------
+    net : torch.nn.Module
+    pipeline : ImagePipeline or MusiqPipeline
+    """
+    net = build_model(run.model, run.cfg, pretrained=run.pretrained)
+    if run.recipe.freeze and hasattr(net, "freeze"):
+        net.freeze(run.recipe.freeze)
+    pipeline = make_pipeline(net, run.cfg.inputs)
+    net.to(run.device)
+    return net, pipeline
+
+
+def _build_datasets(run: _RunSpec, pipeline) -> tuple[_Views, _Views, int]:
+    """Training and test views with their targets, and the optimiser steps per epoch.
+
+    Returns
+    -------
+    train_ds, test_ds : _Views
+    steps_per_epoch : int
+        Batches per epoch, capped by ``recipe.max_steps_per_epoch``.
+
+    Raises
+    ------
+    CoresetError
+        If the coreset is smaller than one batch and ``train_drop_last`` is set.
+    """
+    recipe = run.recipe
+    train_targets = _targets(run.manifest, run.train_rows, recipe.label_norm)
+    test_targets = _targets(run.manifest, run.test_rows, recipe.label_norm)
+    train_ds = _Views(run.manifest, run.root, run.train_rows, train_targets, pipeline,
+                      train=True, seed=run.seed)
+    test_ds = _Views(run.manifest, run.root, run.test_rows, test_targets, pipeline, train=False,
+                     seed=run.seed)
+    n_batches = (len(train_ds) // recipe.batch_size if recipe.train_drop_last
+                 else math.ceil(len(train_ds) / recipe.batch_size))
+    if n_batches == 0:
+        raise CoresetError(f"The coreset ({len(train_ds)} images) is smaller than one batch "
+                           f"({recipe.batch_size}) and train_drop_last is set.")
+    return train_ds, test_ds, min(n_batches, recipe.max_steps_per_epoch or n_batches)
+
+
+def _build_state(run: _RunSpec, net, pipeline, steps_per_epoch: int) -> _TrainState:
+    """Optimiser, learning-rate scheduler and loss scaler of the trainable parameters."""
+    params = [p for p in net.parameters() if p.requires_grad]
+    optimizer = _optimizer(run.recipe, params)
+    return _TrainState(
+        net=net, pipeline=pipeline, optimizer=optimizer,
+        scheduler=_scheduler(run.recipe, optimizer, steps_per_epoch),
+        scaler=torch.amp.GradScaler("cuda", enabled=run.amp_dtype == torch.float16))
+
+
+def _resume(run: _RunSpec, state: _TrainState, *, resume: bool) -> None:
+    """Restore ``state`` from the run folder's checkpoint (in place), if asked and present.
+
+    Raises
+    ------
+    CheckpointMismatchError
+        If the checkpoint belongs to another run.
+    """
+    path = run.ckpt_path
+    if path is None or not path.is_file():
+        return
+    if not resume:
+        logger.warning("resume=False: starting over; %s will be overwritten", display_path(path))
+        return
+    saved = load_checkpoint(path, map_location=run.device)
+    if saved["fingerprint"] != run.fingerprint:
+        raise CheckpointMismatchError(
+            f"{display_path(path)} belongs to another run (different model, configuration, "
+            "coreset, seed or data). Delete the run folder or pass resume=False (the runner's "
+            "--force) to start over.")
+    state.net.load_state_dict(saved["model"])
+    state.optimizer.load_state_dict(saved["optimizer"])
+    state.scheduler.load_state_dict(saved["scheduler"])
+    state.scaler.load_state_dict(saved["scaler"])
+    state.history, state.best = saved["history"], saved["best"]
+    state.start_epoch = state.resumed_from = int(saved["epoch"])
+    if state.start_epoch >= run.recipe.epochs:  # finished: report from the checkpoint
+        last = saved["last_predictions"]
+        state.last = (np.asarray(last["pred"]), np.asarray(last["target"]),
+                      np.asarray(last["idx"]))
+    logger.info("resuming %s from epoch %d (%s)", run.model, state.start_epoch,
+                display_path(path))
+
+
+def _diverged(run: _RunSpec, state: _TrainState, loss, epoch: int, step: int
+              ) -> TrainingDivergedError:
+    """The error for a non-finite loss, saying which checkpoint is kept."""
+    path = run.ckpt_path
+    last = state.history[-1]["epoch"] if state.history else state.start_epoch
+    kept = (f"the checkpoint of epoch {last} is kept at {display_path(path)}"
+            if path is not None and path.is_file() else "no checkpoint was written yet")
+    return TrainingDivergedError(
+        f"Training diverged: the loss is {loss.item()} at epoch {epoch + 1}, step {step + 1} "
+        f"(lr {state.optimizer.param_groups[0]['lr']:.3g}); {kept}. Lower the learning rate "
+        "or check the data.")
+
+
+def _train_one_epoch(run: _RunSpec, state: _TrainState, train_ds: _Views, epoch: int,
+                     steps_per_epoch: int) -> dict:
+    """One epoch (0-based ``epoch``) of seeded training; returns its history record.
+
+    The data order, the views (through ``train_ds.epoch``) and dropout are drawn from seeds
+    derived from the run seed and the epoch, so a resumed run repeats an uninterrupted one.
+
+    Raises
+    ------
+    TrainingDivergedError
+        If the loss is NaN or infinite.
+    """
+    recipe, net = run.recipe, state.net
+    net.train()
+    torch.manual_seed(derive_seed(run.seed, "epoch", epoch))
+    order = np.random.default_rng(derive_seed(run.seed, "order", epoch)).permutation(
+        len(train_ds)).tolist()
+    train_ds.epoch = epoch
+    loader = _loader(train_ds, recipe.batch_size, order=order, drop_last=recipe.train_drop_last,
+                     num_workers=run.num_workers, pin_memory=run.device.type == "cuda")
+    losses = []
+    batches = progress(loader, desc=f"epoch {epoch + 1}", total=steps_per_epoch,
+                       enabled=run.show_progress, leave=False)
+    for step, (batch, target, _) in enumerate(batches):
+        if step >= steps_per_epoch:
+            break
+        batch = batch.to(run.device, non_blocking=True)
+        target = target.to(run.device, non_blocking=True).float()
+        with run.autocast:
+            pred = net(batch)
+        loss = _loss(recipe, pred, target)
+        if not torch.isfinite(loss):
+            raise _diverged(run, state, loss, epoch, step)
+        state.optimizer.zero_grad(set_to_none=True)
+        state.scaler.scale(loss).backward()
+        state.scaler.step(state.optimizer)
+        state.scaler.update()
+        if recipe.scheduler_step == "iter":
+            state.scheduler.step()
+        losses.append(loss.item())
+    lr = state.optimizer.param_groups[0]["lr"]
+    if recipe.scheduler_step == "epoch":
+        state.scheduler.step()
+    return {"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "lr": lr,
+            "steps": len(losses)}
+
+
+def _evaluate(run: _RunSpec, state: _TrainState, test_loader, epoch: int) -> dict:
+    """Test metrics after ``epoch`` (0-based); updates the latest and the best predictions.
+
+    Raises
+    ------
+    TrainingDivergedError
+        If a prediction is NaN or infinite.
+    """
+    pred, target, idx = _predict(state.net, state.pipeline, test_loader, run.device,
+                                 run.amp_dtype, desc="test", show_progress=run.show_progress)
+    metrics = _metrics(pred, target, epoch + 1)
+    state.last = (pred, target, idx)
+    score = metrics["srcc"] + metrics["plcc"]
+    if not math.isnan(score) and (state.best is None or score > state.best["score"]):
+        state.best = {"epoch": epoch + 1, "score": score, "metrics": metrics,
+                      "pred": pred.tolist(), "target": target.tolist(), "idx": idx.tolist()}
+    return metrics
+
+
+def _write_checkpoint(run: _RunSpec, state: _TrainState, epoch: int) -> None:
+    """Save ``state`` after ``epoch`` (0-based) into the run folder (atomically)."""
+    last = None
+    if state.last is not None:
+        pred, target, idx = state.last
+        last = {"pred": pred.tolist(), "target": target.tolist(), "idx": idx.tolist()}
+    _save_checkpoint({
+        "format": CHECKPOINT_FORMAT, "fingerprint": run.fingerprint, "epoch": epoch + 1,
+        "model": state.net.state_dict(), "optimizer": state.optimizer.state_dict(),
+        "scheduler": state.scheduler.state_dict(), "scaler": state.scaler.state_dict(),
+        "history": state.history, "best": state.best, "last_predictions": last},
+        run.ckpt_path)
+
+
+def _run_epochs(run: _RunSpec, state: _TrainState, train_ds: _Views, test_ds: _Views,
+                steps_per_epoch: int) -> None:
+    """Train from ``state.start_epoch`` to the last epoch: train, evaluate when due, log and
+    checkpoint after every epoch."""
+    recipe = run.recipe
+    test_loader = _loader(test_ds, recipe.eval_batch_size or recipe.batch_size,
+                          drop_last=recipe.eval_drop_last, num_workers=run.num_workers,
+                          pin_memory=run.device.type == "cuda")
+    epochs = progress(range(state.start_epoch, recipe.epochs),
+                      desc=f"{run.model}/{run.cfg.name}", total=recipe.epochs,
+                      initial=state.start_epoch, enabled=run.show_progress)
+    for epoch in epochs:
+        t_epoch = time.perf_counter()
+        record = _train_one_epoch(run, state, train_ds, epoch, steps_per_epoch)
+        is_last = epoch + 1 == recipe.epochs
+        if is_last or (recipe.eval_every and (epoch + 1) % recipe.eval_every == 0):
+            record["test"] = _evaluate(run, state, test_loader, epoch)
+        record["seconds"] = round(time.perf_counter() - t_epoch, 3)
+        state.history.append(record)
+        test_text = (f", test SRCC {record['test']['srcc']:.4f} PLCC "
+                     f"{record['test']['plcc']:.4f}" if "test" in record else "")
+        logger.info("epoch %d/%d: loss %.5f%s (%.1f s)", epoch + 1, recipe.epochs,
+                    record["train_loss"], test_text, record["seconds"])
+        if run.ckpt_path is not None:
+            _write_checkpoint(run, state, epoch)
+
+
+def _reported(run: _RunSpec, state: _TrainState) -> tuple[dict, dict | None, int, tuple]:
+    """The epoch the run reports (``recipe.epoch_rule``) and its test results.
+
+    Returns
+    -------
+    metrics : dict
+        Test metrics of the reported epoch.
+    best_on_test : dict or None
+        Best epoch by SRCC + PLCC on the test split and its metrics, when every epoch was
+        evaluated.
+    reported_epoch : int
+    predictions : tuple of ndarray
+        ``(pred, target, idx)`` of the reported epoch.
+    """
+    best = state.best
+    best_on_test = None
+    if best is not None and all("test" in h for h in state.history):
+        best_on_test = {"epoch": best["epoch"], **best["metrics"]}
+    if run.recipe.epoch_rule == "best_on_test":
+        return (dict(best["metrics"]), best_on_test, best["epoch"],
+                (np.asarray(best["pred"]), np.asarray(best["target"]),
+                 np.asarray(best["idx"], dtype=np.int64)))
+    return dict(state.history[-1]["test"]), best_on_test, run.recipe.epochs, state.last
+
+
+def _write_outputs(run: _RunSpec, predictions: pd.DataFrame, out_dir, *,
+                   keep_checkpoint: bool) -> None:
+    """Write ``predictions.csv`` into ``out_dir``; delete the checkpoint unless kept."""
+    if out_dir is None:
+        return
+    atomic_write_text(Path(out_dir) / PREDICTIONS_NAME,
+                      predictions.to_csv(index=False, float_format="%.8g"))
+    if not keep_checkpoint and run.ckpt_path is not None and run.ckpt_path.is_file():
+        run.ckpt_path.unlink()
+
+
+def _run_info(run: _RunSpec, state: _TrainState, *, reported_epoch: int, n_test: int,
+              seconds: float) -> dict:
+    """The run record's description of what was trained, how, and where."""
+    recipe = run.recipe
+    return {
+        "model": run.model, "config": run.cfg.name, "config_detail": run.cfg.to_dict(),
+        "recipe": recipe.to_dict(), "per_dataset_applied": run.per_dataset,
+        "n_train": int(len(run.train_rows)), "n_test": int(n_test),
+        "n_test_split": int(len(run.test_rows)), "epochs": recipe.epochs,
+        "reported_epoch": reported_epoch, "epoch_rule": recipe.epoch_rule,
+        "label_norm": recipe.label_norm, "inference_policy": state.pipeline.describe(),
+        "plcc_variant": "raw", "scheduler_step": recipe.scheduler_step,
+        "eval_drop_last": recipe.eval_drop_last, "device": str(run.device),
+        "amp": str(run.amp_dtype).replace("torch.", "") if run.amp_dtype is not None else None,
+        "pretrained": run.pretrained, "weights_loaded": getattr(state.net, "weights_loaded", []),
+        "n_parameters": count_parameters(state.net),
+        "n_trainable": count_parameters(state.net, trainable_only=True),
+        "resumed_from_epoch": state.resumed_from, "seconds": round(seconds, 3),
+        "fingerprint": run.fingerprint,
+    }
+
+
 def train_on_coreset(manifest, root=None, image_ids=None, *, model: str = "maniqa",
                      config: str | ModelConfig = "tiny", scheme: str = "paper",
                      test_part: str = "test", seed: int = 0,
@@ -362,189 +729,26 @@ def train_on_coreset(manifest, root=None, image_ids=None, *, model: str = "maniq
         Unknown model, configuration or override.
     """
     t_start = time.perf_counter()
-    manifest, root = _unwrap_dataset(manifest, root)
-    if image_ids is None:
-        raise TypeError("The 'image_ids' parameter is required (the coreset's image ids).")
-    check_scalar(seed, "seed", int, min_val=0)
-    cfg = get_config(model, config, **(overrides or {}))
-    recipe, per_dataset = cfg.recipe.for_dataset(dataset or manifest.name)
-    train_rows, test_rows = coreset_rows(manifest, image_ids, scheme=scheme, test_part=test_part)
-    dev = resolve_device(device)
-    amp_dtype = _amp_dtype(dev, amp)
-    if num_workers == "auto":
-        num_workers = min(8, max(1, (os.cpu_count() or 1) - 1)) if dev.type == "cuda" else 0
-    check_scalar(num_workers, "num_workers", int, min_val=0)
-    ids = manifest.table["image_id"].to_numpy()
-    fingerprint = _fingerprint({
-        "model": model, "config": cfg.to_dict(), "recipe": recipe.to_dict(), "seed": seed,
-        "manifest_hash": manifest.content_hash, "scheme": scheme, "test_part": test_part,
-        "train_ids": sorted(ids[train_rows].tolist()), "pretrained": pretrained})
-    ckpt_path = Path(out_dir) / CHECKPOINT_NAME if out_dir is not None else None
-
+    run = _resolve_run(manifest, root, image_ids, model=model, config=config, scheme=scheme,
+                       test_part=test_part, seed=seed, out_dir=out_dir, device=device, amp=amp,
+                       pretrained=pretrained, dataset=dataset, num_workers=num_workers,
+                       show_progress=show_progress, overrides=overrides)
     with seeded(seed):
-        net = build_model(model, cfg, pretrained=pretrained)
-        if recipe.freeze and hasattr(net, "freeze"):
-            net.freeze(recipe.freeze)
-        pipeline = make_pipeline(net, cfg.inputs)
-        net.to(dev)
-        train_targets = _targets(manifest, train_rows, recipe.label_norm)
-        test_targets = _targets(manifest, test_rows, recipe.label_norm)
-        train_ds = _Views(manifest, root, train_rows, train_targets, pipeline, train=True,
-                          seed=seed)
-        test_ds = _Views(manifest, root, test_rows, test_targets, pipeline, train=False,
-                         seed=seed)
-        n_batches = (len(train_ds) // recipe.batch_size if recipe.train_drop_last
-                     else math.ceil(len(train_ds) / recipe.batch_size))
-        if n_batches == 0:
-            raise CoresetError(f"The coreset ({len(train_ds)} images) is smaller than one batch "
-                               f"({recipe.batch_size}) and train_drop_last is set.")
-        steps_per_epoch = min(n_batches, recipe.max_steps_per_epoch or n_batches)
-        params = [p for p in net.parameters() if p.requires_grad]
-        optimizer = _optimizer(recipe, params)
-        scheduler = _scheduler(recipe, optimizer, steps_per_epoch)
-        scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
-        history: list[dict] = []
-        best: dict | None = None
-        start_epoch, resumed_from = 0, None
-        if ckpt_path is not None and ckpt_path.is_file() and resume:
-            state = load_checkpoint(ckpt_path, map_location=dev)
-            if state["fingerprint"] != fingerprint:
-                raise CheckpointMismatchError(
-                    f"{display_path(ckpt_path)} belongs to another run (different model, "
-                    "configuration, coreset, seed or data). Delete the run folder or pass "
-                    "resume=False (the runner's --force) to start over.")
-            net.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            scaler.load_state_dict(state["scaler"])
-            history, best = state["history"], state["best"]
-            start_epoch = resumed_from = int(state["epoch"])
-            logger.info("resuming %s from epoch %d (%s)", model, start_epoch,
-                        display_path(ckpt_path))
-        elif ckpt_path is not None and ckpt_path.is_file():
-            logger.warning("resume=False: starting over; %s will be overwritten",
-                           display_path(ckpt_path))
-        pin = dev.type == "cuda"
-        eval_bs = recipe.eval_batch_size or recipe.batch_size
-        test_loader = _loader(test_ds, eval_bs, drop_last=recipe.eval_drop_last,
-                              num_workers=num_workers, pin_memory=pin)
-        last_pred = last_target = last_idx = None
-        if start_epoch >= recipe.epochs:
-            last_pred = np.asarray(state["last_predictions"]["pred"])
-            last_target = np.asarray(state["last_predictions"]["target"])
-            last_idx = np.asarray(state["last_predictions"]["idx"])
-        epochs = progress(range(start_epoch, recipe.epochs), desc=f"{model}/{cfg.name}",
-                          total=recipe.epochs, initial=start_epoch, enabled=show_progress)
-        for epoch in epochs:
-            t_epoch = time.perf_counter()
-            net.train()
-            torch.manual_seed(derive_seed(seed, "epoch", epoch))
-            order = np.random.default_rng(derive_seed(seed, "order", epoch)).permutation(
-                len(train_ds)).tolist()
-            train_ds.epoch = epoch
-            loader = _loader(train_ds, recipe.batch_size, order=order,
-                             drop_last=recipe.train_drop_last, num_workers=num_workers,
-                             pin_memory=pin)
-            losses = []
-            batches = progress(loader, desc=f"epoch {epoch + 1}", total=steps_per_epoch,
-                               enabled=show_progress, leave=False)
-            for step, (batch, target, _) in enumerate(batches):
-                if step >= steps_per_epoch:
-                    break
-                batch = batch.to(dev, non_blocking=True)
-                target = target.to(dev, non_blocking=True).float()
-                with (torch.autocast("cuda", dtype=amp_dtype) if amp_dtype is not None
-                      else nullcontext()):
-                    pred = net(batch)
-                loss = _loss(recipe, pred, target)
-                if not torch.isfinite(loss):
-                    last = history[-1]["epoch"] if history else start_epoch
-                    kept = (f"the checkpoint of epoch {last} is kept at "
-                            f"{display_path(ckpt_path)}" if ckpt_path is not None
-                            and ckpt_path.is_file() else "no checkpoint was written yet")
-                    raise TrainingDivergedError(
-                        f"Training diverged: the loss is {loss.item()} at epoch {epoch + 1}, "
-                        f"step {step + 1} (lr {optimizer.param_groups[0]['lr']:.3g}); {kept}. "
-                        "Lower the learning rate or check the data.")
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                if recipe.scheduler_step == "iter":
-                    scheduler.step()
-                losses.append(loss.item())
-            lr = optimizer.param_groups[0]["lr"]
-            if recipe.scheduler_step == "epoch":
-                scheduler.step()
-            record = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "lr": lr,
-                      "steps": len(losses)}
-            is_last = epoch + 1 == recipe.epochs
-            if is_last or (recipe.eval_every and (epoch + 1) % recipe.eval_every == 0):
-                pred, target, idx = _predict(net, pipeline, test_loader, dev, amp_dtype,
-                                             desc="test", show_progress=show_progress)
-                record["test"] = _metrics(pred, target, epoch + 1)
-                last_pred, last_target, last_idx = pred, target, idx
-                score = record["test"]["srcc"] + record["test"]["plcc"]
-                if not math.isnan(score) and (best is None or score > best["score"]):
-                    best = {"epoch": epoch + 1, "score": score, "metrics": record["test"],
-                            "pred": pred.tolist(), "target": target.tolist(),
-                            "idx": idx.tolist()}
-            record["seconds"] = round(time.perf_counter() - t_epoch, 3)
-            history.append(record)
-            test_text = (f", test SRCC {record['test']['srcc']:.4f} PLCC "
-                         f"{record['test']['plcc']:.4f}" if "test" in record else "")
-            logger.info("epoch %d/%d: loss %.5f%s (%.1f s)", epoch + 1, recipe.epochs,
-                        record["train_loss"], test_text, record["seconds"])
-            if ckpt_path is not None:
-                _save_checkpoint({
-                    "format": CHECKPOINT_FORMAT, "fingerprint": fingerprint, "epoch": epoch + 1,
-                    "model": net.state_dict(), "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-                    "history": history, "best": best,
-                    "last_predictions": {"pred": last_pred.tolist(),
-                                         "target": last_target.tolist(),
-                                         "idx": last_idx.tolist()}
-                    if last_pred is not None else None}, ckpt_path)
+        net, pipeline = _build_model(run)
+        train_ds, test_ds, steps_per_epoch = _build_datasets(run, pipeline)
+        state = _build_state(run, net, pipeline, steps_per_epoch)
+        _resume(run, state, resume=resume)
+        _run_epochs(run, state, train_ds, test_ds, steps_per_epoch)
 
-    final = history[-1]["test"]
-    evaluated_every_epoch = all("test" in h for h in history)
-    best_on_test = None
-    if best is not None and evaluated_every_epoch:
-        best_on_test = {"epoch": best["epoch"], **best["metrics"]}
-    if recipe.epoch_rule == "best_on_test":
-        metrics = dict(best["metrics"])
-        rep_pred, rep_target, rep_idx = (np.asarray(best["pred"]), np.asarray(best["target"]),
-                                         np.asarray(best["idx"], dtype=np.int64))
-        reported_epoch = best["epoch"]
-    else:
-        metrics = dict(final)
-        rep_pred, rep_target, rep_idx = last_pred, last_target, last_idx
-        reported_epoch = recipe.epochs
-    test_ids = ids[test_rows][rep_idx]
-    predictions = pd.DataFrame({"image_id": test_ids, "mos": rep_target, "pred": rep_pred})
-    if out_dir is not None:
-        atomic_write_text(Path(out_dir) / PREDICTIONS_NAME,
-                          predictions.to_csv(index=False, float_format="%.8g"))
-        if not keep_checkpoint and ckpt_path is not None and ckpt_path.is_file():
-            ckpt_path.unlink()
-    info = {
-        "model": model, "config": cfg.name, "config_detail": cfg.to_dict(),
-        "recipe": recipe.to_dict(), "per_dataset_applied": per_dataset,
-        "n_train": int(len(train_rows)), "n_test": int(len(rep_idx)),
-        "n_test_split": int(len(test_rows)), "epochs": recipe.epochs,
-        "reported_epoch": reported_epoch, "epoch_rule": recipe.epoch_rule,
-        "label_norm": recipe.label_norm, "inference_policy": pipeline.describe(),
-        "plcc_variant": "raw", "scheduler_step": recipe.scheduler_step,
-        "eval_drop_last": recipe.eval_drop_last, "device": str(dev),
-        "amp": str(amp_dtype).replace("torch.", "") if amp_dtype is not None else None,
-        "pretrained": pretrained, "weights_loaded": getattr(net, "weights_loaded", []),
-        "n_parameters": count_parameters(net),
-        "n_trainable": count_parameters(net, trainable_only=True),
-        "resumed_from_epoch": resumed_from, "seconds": round(time.perf_counter() - t_start, 3),
-        "fingerprint": fingerprint,
-    }
-    return TrainResult(metrics=metrics, final=dict(final), best_on_test=best_on_test,
-                       history=history, predictions=predictions, info=info)
+    metrics, best_on_test, reported_epoch, (pred, target, idx) = _reported(run, state)
+    test_ids = run.manifest.table["image_id"].to_numpy()[run.test_rows][idx]
+    predictions = pd.DataFrame({"image_id": test_ids, "mos": target, "pred": pred})
+    _write_outputs(run, predictions, out_dir, keep_checkpoint=keep_checkpoint)
+    info = _run_info(run, state, reported_epoch=reported_epoch, n_test=len(idx),
+                     seconds=time.perf_counter() - t_start)
+    return TrainResult(metrics=metrics, final=dict(state.history[-1]["test"]),
+                       best_on_test=best_on_test, history=state.history,
+                       predictions=predictions, info=info)
 
 
 def predict_images(model: torch.nn.Module, manifest, root=None, rows=None, *,
