@@ -19,10 +19,14 @@ name            what                                                   outputs
 
 Each encoder module's docstring gives its exact preprocessing.
 
+Datasets are opened in one place, :func:`qd_lib.data.open_dataset` (or
+:func:`~qd_lib.data.load_manifest`), and the result is passed to :func:`extract`:
+
 >>> from qd_lib.encoders import available_encoders, load_encoder, extract
 >>> available_encoders()
 ['arniqa', 'liqe', 'mobilenet_v2', 'nss', 'resnet50']
->>> emb = extract(manifest, "nss", root=root)            # doctest: +SKIP
+>>> from qd_lib.data import open_dataset
+>>> emb = extract(open_dataset("proxy-tiny"), "nss")     # doctest: +SKIP
 >>> emb.array.shape                                      # doctest: +SKIP
 (160, 81)
 
@@ -33,15 +37,12 @@ from __future__ import annotations
 
 import importlib
 import logging
+import warnings
+from pathlib import Path
 
 from qd_lib.encoders.base import Encoder, ImageTooSmallError, WeightsRecord
-from qd_lib.encoders.extract import (
-    Embeddings,
-    embedding_path,
-    extract,
-    load_embeddings,
-    resolve_dataset,
-)
+from qd_lib.encoders.extract import Embeddings, embedding_path, extract, load_embeddings
+from qd_lib.utils.device import resolve_device
 from qd_lib.utils.errors import UnknownNameError
 
 logger = logging.getLogger(__name__)
@@ -105,8 +106,6 @@ def load_encoder(name: str, *, device: str = "cpu", **options) -> Encoder:
     OfflineWeightsError
         A weights file is missing or does not match its published hash.
     """
-    from qd_lib.encoders.extract import resolve_device
-
     encoder = encoder_class(name)(**options)
     return encoder.prepare(resolve_device(device))
 
@@ -124,5 +123,17 @@ __all__ = [
     "extract",
     "load_embeddings",
     "load_encoder",
-    "resolve_dataset",
 ]
+
+
+def resolve_dataset(dataset, root=None):
+    """Deprecated: open datasets with :func:`qd_lib.data.open_dataset` and pass the
+    ``LoadedDataset`` to :func:`extract` (it carries the root). Kept only until notebook 02
+    stops importing it; returns ``(manifest, root)`` as before."""
+    warnings.warn("qd_lib.encoders.resolve_dataset is deprecated and will be removed; use "
+                  "qd_lib.data.open_dataset(name, root) and pass its result to extract().",
+                  FutureWarning, stacklevel=2)
+    from qd_lib.data import open_dataset
+
+    loaded = open_dataset(dataset, root)
+    return loaded.manifest, Path(loaded.root)
