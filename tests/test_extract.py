@@ -1,6 +1,7 @@
 """Extraction: cache, sidecar checks, resume after interruption, Dask sharding, bad images."""
 import importlib
 import json
+import logging
 import struct
 import zlib
 
@@ -15,6 +16,7 @@ from qd_lib.encoders import embedding_path, extract, load_embeddings
 from qd_lib.encoders.__main__ import main as cli
 from qd_lib.encoders.nss import NSSEncoder
 from qd_lib.utils.errors import CacheMismatchError, ImageReadError, UnknownNameError
+from qd_lib.utils.io import sha256_file
 from qd_lib.weights import install_offline_weights
 
 # the package re-exports the function ``extract``, which hides the module of the same name
@@ -100,6 +102,8 @@ def test_interrupted_extraction_resumes_from_finished_chunks_byte_identical(
                       **opts)
     assert written == [1, 2] and resumed.meta["resumed_chunks"] == 1
     assert resumed.path.read_bytes() == ref.path.read_bytes()
+    assert resumed.meta["checksums"] == ref.meta["checksums"]
+    load_embeddings(resumed.path)  # verifies
 
 
 def test_dask_sharded_extraction_equals_the_single_process_run(tiny_bench, tmp_path):
@@ -114,6 +118,99 @@ def test_dask_sharded_extraction_equals_the_single_process_run(tiny_bench, tmp_p
                           chunk_size=8, batch_size=4, client=client)
     assert sharded.meta["executor"] == "dask" and sharded.meta["n_workers"] == 2
     assert sharded.path.read_bytes() == single.path.read_bytes()
+
+
+# -- cache integrity ---------------------------------------------------------------------------
+def _damage(file):
+    """Change three values of a stored array in place; the sidecar is left alone."""
+    array = np.load(file, mmap_mode="r+")
+    array[0, :3] += 1.0
+    array.flush()
+    del array
+
+
+class _NSSWithNorm(NSSEncoder):
+    """Two outputs, like LIQE, but weight-free: the NSS features and their norm."""
+
+    def __init__(self):
+        super().__init__()
+        self.outputs = {"embedding": self.computer.dim, "norm": 1}
+        self.key = "nss_norm"
+
+    def _encode(self, inputs):
+        x = inputs["features"].float()
+        return {"embedding": x, "norm": x.norm(dim=1, keepdim=True)}
+
+
+def test_a_damaged_cached_array_is_detected_and_recomputed(tiny_bench, tmp_path, caplog):
+    opts = dict(rows=range(10), cache_dir=tmp_path, num_workers=0)
+    first = extract(tiny_bench, "nss", **opts)
+    good = np.array(first.array)
+    _damage(first.path)
+    with caplog.at_level(logging.WARNING, logger="qd_lib.encoders.extract"):
+        again = extract(tiny_bench, "nss", **opts)
+    assert not again.from_cache
+    assert first.path.name in caplog.text and "sha256" in caplog.text
+    np.testing.assert_array_equal(again.array, good)
+    # the repaired cache is reused again
+    assert extract(tiny_bench, "nss", **opts).from_cache
+    # where recomputing is off (or impossible), the damage stops the run, naming the file
+    _damage(first.path)
+    with pytest.raises(CacheMismatchError, match=rf"{first.path.name}.*sha256"):
+        extract(tiny_bench, "nss", on_bad_cache="raise", **opts)
+    with pytest.raises(CacheMismatchError, match=first.path.name):
+        load_embeddings(first.path)
+    # verification can be switched off: the damaged values are then served as they are
+    unchecked = extract(tiny_bench, "nss", verify_cache=False, **opts)
+    assert unchecked.from_cache and unchecked.array[0, 0] == good[0, 0] + 1
+    assert load_embeddings(first.path, verify=False).from_cache
+    with pytest.raises(ValueError, match="'on_bad_cache' parameter"):
+        extract(tiny_bench, "nss", on_bad_cache="ignore", **opts)
+
+
+def test_every_output_has_a_checksum_and_a_damaged_second_output_is_caught(tiny_bench,
+                                                                            tmp_path, caplog):
+    opts = dict(rows=range(8), cache_dir=tmp_path, num_workers=0)
+    first = extract(tiny_bench, _NSSWithNorm(), **opts)
+    norm_file = first.path.parent / first.meta["outputs"]["norm"]["file"]
+    good = np.array(first["norm"])
+    _damage(norm_file)
+    with caplog.at_level(logging.WARNING, logger="qd_lib.encoders.extract"):
+        again = extract(tiny_bench, _NSSWithNorm(), **opts)
+    assert not again.from_cache and norm_file.name in caplog.text
+    np.testing.assert_array_equal(again["norm"], good)
+    sums = json.loads(again.sidecar_path.read_text())["checksums"]
+    assert set(sums) == {"embedding", "norm"}
+    assert sums["norm"]["sha256"] == sha256_file(norm_file)
+    assert sums["embedding"]["bytes"] == again.path.stat().st_size
+
+
+def test_a_cache_without_checksums_is_recomputed_with_a_message(tiny_bench, tmp_path, caplog):
+    opts = dict(rows=range(6), cache_dir=tmp_path, num_workers=0)
+    emb = extract(tiny_bench, "nss", **opts)
+    meta = json.loads(emb.sidecar_path.read_text())
+    meta.pop("checksums", None)  # as written before checksums were recorded
+    emb.sidecar_path.write_text(json.dumps(meta))
+    with caplog.at_level(logging.WARNING, logger="qd_lib.encoders.extract"):
+        again = extract(tiny_bench, "nss", **opts)
+    assert not again.from_cache
+    assert "no checksum" in caplog.text and emb.sidecar_path.name in caplog.text
+    assert "checksums" in json.loads(emb.sidecar_path.read_text())
+
+
+def test_a_damaged_chunk_file_is_recomputed_when_resuming(tiny_bench, tmp_path, monkeypatch):
+    opts = dict(rows=np.arange(0, 40, 2), batch_size=4, chunk_size=8, num_workers=0)
+    ref = extract(tiny_bench, "nss", cache_dir=tmp_path / "a", **opts)
+    _stop_after(monkeypatch, 2)
+    with pytest.raises(Interrupted):
+        extract(tiny_bench, "nss", cache_dir=tmp_path / "b", **opts)
+    parts = next((tmp_path / "b").glob("*.parts"))
+    _damage(parts / "c000000.embedding.npy")
+    written = []
+    monkeypatch.setattr(extract_module, "_chunk_written", written.append)
+    resumed = extract(tiny_bench, "nss", cache_dir=tmp_path / "b", **opts)
+    assert written == [0, 2]  # chunk 1 was intact and is kept
+    assert resumed.path.read_bytes() == ref.path.read_bytes()
 
 
 # -- bad input -----------------------------------------------------------------------------------
@@ -224,7 +321,21 @@ def test_extract_checks_its_arguments(tiny_bench, tmp_path):
         extract(tiny_bench, "nsss", cache_dir=tmp_path)
 
 
-def test_command_line_lists_and_extracts(tmp_path, capsys, tiny_bench):
+def test_command_line_lists_and_extracts(tmp_path, capsys, tiny_bench, monkeypatch):
+    import qd_lib.data
+    import qd_lib.encoders
+
+    # the encoders have no dataset loader of their own: the CLI goes through open_dataset
+    assert not hasattr(extract_module, "resolve_dataset")
+    assert "resolve_dataset" not in qd_lib.encoders.__all__
+    opened = []
+    real_open = qd_lib.data.open_dataset
+
+    def spy(*args, **kwargs):
+        opened.append((args, kwargs))
+        return real_open(*args, **kwargs)
+
+    monkeypatch.setattr(qd_lib.data, "open_dataset", spy)
     assert cli(["list"]) == 0
     listed = capsys.readouterr().out
     assert "mobilenet_v2" in listed and "4096" in listed
@@ -232,6 +343,14 @@ def test_command_line_lists_and_extracts(tmp_path, capsys, tiny_bench):
                 str(tmp_path), "--log-level", "WARNING"]) == 0
     out = capsys.readouterr().out
     assert "nss: 160 x 81 (computed" in out
+    assert [a[0] for a, _ in opened] == ["proxy-tiny"]
     cli(["extract", "--dataset", "proxy-tiny", "--encoders", "nss", "--cache-dir",
          str(tmp_path), "--log-level", "WARNING"])
     assert "(cached)" in capsys.readouterr().out
+
+
+def test_the_old_dataset_helper_says_what_replaced_it():
+    import qd_lib.encoders
+
+    with pytest.raises(AttributeError, match=r"qd_lib.data.open_dataset"):
+        qd_lib.encoders.resolve_dataset("proxy-tiny")

@@ -21,10 +21,14 @@ name            what                                                   outputs
 
 Each encoder module's docstring gives its exact preprocessing.
 
+Datasets are opened in one place, :func:`qd_lib.data.open_dataset` (or
+:func:`~qd_lib.data.load_manifest`), and the result is passed to :func:`extract`:
+
 >>> from qd_lib.encoders import available_encoders, load_encoder, extract
 >>> available_encoders()
 ['arniqa', 'liqe', 'mobilenet_v2', 'nss', 'pixels', 'resnet50']
->>> emb = extract(manifest, "nss", root=root)            # doctest: +SKIP
+>>> from qd_lib.data import open_dataset
+>>> emb = extract(open_dataset("proxy-tiny"), "nss")     # doctest: +SKIP
 >>> emb.array.shape                                      # doctest: +SKIP
 (160, 81)
 
@@ -37,13 +41,8 @@ import importlib
 import logging
 
 from qd_lib.encoders.base import Encoder, ImageTooSmallError, WeightsRecord
-from qd_lib.encoders.extract import (
-    Embeddings,
-    embedding_path,
-    extract,
-    load_embeddings,
-    resolve_dataset,
-)
+from qd_lib.encoders.extract import Embeddings, embedding_path, extract, load_embeddings
+from qd_lib.utils.device import resolve_device
 from qd_lib.utils.errors import UnknownNameError
 
 logger = logging.getLogger(__name__)
@@ -110,8 +109,6 @@ def load_encoder(name: str, *, device: str = "cpu", **options) -> Encoder:
     OfflineWeightsError
         A weights file is missing or does not match its published hash.
     """
-    from qd_lib.encoders.extract import resolve_device
-
     encoder = encoder_class(name)(**options)
     return encoder.prepare(resolve_device(device))
 
@@ -129,5 +126,13 @@ __all__ = [
     "extract",
     "load_embeddings",
     "load_encoder",
-    "resolve_dataset",
 ]
+
+
+def __getattr__(name):
+    if name == "resolve_dataset":  # removed: one way to open a dataset
+        raise AttributeError(
+            "qd_lib.encoders.resolve_dataset was removed: open datasets with "
+            "qd_lib.data.open_dataset(name, root) and pass the result to extract() (it carries "
+            "the manifest and the image root).")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -24,7 +24,9 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("list", help="list the registered encoders")
     ex = sub.add_parser("extract", help="extract embeddings (reusing cached ones)")
     ex.add_argument("--dataset", required=True,
-                    help="'proxy-tiny', 'proxy-small', 'proxy-default' or a manifest CSV path")
+                    help="what qd_lib.data.open_dataset accepts: 'proxy-tiny', 'proxy-small', "
+                         "'proxy-default' (built if missing), a registered dataset name or "
+                         "alias, or a manifest CSV path")
     ex.add_argument("--root", default=None, help="image root (default: the dataset's own)")
     ex.add_argument("--encoders", nargs="+", default=["mobilenet_v2", "nss"])
     ex.add_argument("--batch-size", type=int, default=32)
@@ -42,14 +44,15 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
-    from qd_lib.encoders import describe_encoders, extract, resolve_dataset
+    from qd_lib.data import open_dataset
+    from qd_lib.encoders import describe_encoders, extract
 
     if args.command == "list":
         for name, text in describe_encoders().items():
             print(f"{name:14s} {text}")
         return 0
     setup(args.log_level)
-    manifest, root = resolve_dataset(args.dataset, args.root)
+    dataset = open_dataset(args.dataset, args.root)
     workers = args.num_workers if args.num_workers == "auto" else int(args.num_workers)
     client = cluster = None
     if args.dask_workers:
@@ -60,7 +63,7 @@ def main(argv=None) -> int:
         client = Client(cluster)
     try:
         for name in args.encoders:
-            emb = extract(manifest, name, root=root, batch_size=args.batch_size,
+            emb = extract(dataset, name, batch_size=args.batch_size,
                           device=args.device, cache_dir=args.cache_dir, num_workers=workers,
                           overwrite=args.overwrite, client=client, on_error=args.on_error)
             how = "cached" if emb.from_cache else f"computed in {emb.meta['seconds']:.1f} s"

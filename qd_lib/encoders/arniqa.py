@@ -27,6 +27,7 @@ Images whose short side is under 32 px are reported as too small.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import torch
 import torchvision
@@ -37,14 +38,14 @@ from qd_lib.encoders.base import (
     IMAGENET_STD,
     Encoder,
     Preprocess,
+    checkpoint_key,
     crop_with_padding,
     l2_normalize,
-    load_state_dict_file,
+    load_checkpoint,
     load_strict,
     normalize,
     pil_to_uint8,
     resize_short_side,
-    resolve_weights,
     strip_prefix,
 )
 from qd_lib.encoders.resnet50 import resnet50_trunk
@@ -64,12 +65,14 @@ def five_crop_boxes(width: int, height: int, size: int) -> list[tuple[int, int]]
             (height - size, width - size)]
 
 
+@dataclass(eq=False)
 class ARNIQAPreprocess(Preprocess):
-    def __init__(self, policy: str, crop_size: int = 224, max_short_side: int | None = 1024):
-        self.policy = policy
-        self.crop_size = crop_size
-        self.max_short_side = max_short_side
-        self.min_side = 32
+    """ARNIQA's inputs of one image: both scales, whole or as five crops (see the module
+    docstring)."""
+
+    policy: str
+    crop_size: int = 224
+    max_short_side: int | None = 1024
 
     def apply(self, image):
         note = None
@@ -92,12 +95,13 @@ class ARNIQAPreprocess(Preprocess):
     def describe(self) -> str:
         resize = (f"short side > {self.max_short_side} resized to it (bicubic); "
                   if self.max_short_side else "")
+        scales = f"PIL RGB; {resize}half scale = PIL resize (w//2, h//2) bicubic; "
         if self.policy == "whole_image":
-            return (f"PIL RGB; {resize}half scale = PIL resize (w//2, h//2) bicubic; whole "
-                    f"images; /255; ImageNet mean {IMAGENET_MEAN} / std {IMAGENET_STD}")
-        return (f"PIL RGB; {resize}half scale = PIL resize (w//2, h//2) bicubic; five "
-                f"{self.crop_size}x{self.crop_size} crops (centre, TL, BL, TR, BR; zero padding) "
-                f"of each scale; /255; ImageNet mean/std; mean over crops")
+            return scales + (f"whole images; /255; ImageNet mean {IMAGENET_MEAN} / std "
+                             f"{IMAGENET_STD}")
+        side = f"{self.crop_size}x{self.crop_size}"
+        return scales + (f"five {side} crops (centre, TL, BL, TR, BR; zero padding) of each "
+                         "scale; /255; ImageNet mean/std; mean over crops")
 
 
 class ARNIQAEncoder(Encoder):
@@ -125,16 +129,16 @@ class ARNIQAEncoder(Encoder):
         if max_short_side is not None:
             check_scalar(max_short_side, "max_short_side", int, min_val=64)
         check_scalar(crop_size, "crop_size", int, min_val=32)
-        path, record = resolve_weights(ARNIQA, checkpoint)
-        state = load_state_dict_file(path)
-        trunk_state = strip_prefix(state, "model.")
-        if not trunk_state:
-            raise OfflineWeightsError(
-                f"ARNIQA checkpoint {path.name} has no 'model.'-prefixed keys (first keys: "
-                f"{list(state)[:5]}); expected ARNIQA's layout 'model.<i>.…' plus 'projector.…'.")
-        dropped = sorted(k for k in state if not k.startswith("model."))
         self.trunk = resnet50_trunk(torchvision.models.resnet50())
-        load_strict(self.trunk, trunk_state, f"ARNIQA checkpoint {path.name} (model.*)")
+        with load_checkpoint(ARNIQA, checkpoint) as (path, record, state):
+            trunk_state = strip_prefix(state, "model.")
+            if not trunk_state:
+                raise OfflineWeightsError(
+                    f"ARNIQA checkpoint {path.name} has no 'model.'-prefixed keys (first keys: "
+                    f"{list(state)[:5]}); expected ARNIQA's layout 'model.<i>.…' plus "
+                    "'projector.…'.")
+            load_strict(self.trunk, trunk_state, f"ARNIQA checkpoint {path.name} (model.*)")
+        dropped = sorted(k for k in state if not k.startswith("model."))
         logger.debug("ARNIQA: dropped %d non-trunk keys (%s…)", len(dropped), dropped[:2])
         self.policy = input_policy
         self.max_short_side = max_short_side
@@ -148,7 +152,7 @@ class ARNIQAEncoder(Encoder):
         key = self.name if input_policy == "whole_image" else f"{self.name}_five_crop"
         if input_policy == "five_crop" and crop_size != 224:
             key += f"{crop_size}"
-        self.key = key if checkpoint is None else f"{key}_ckpt-{record.sha256[:8]}"
+        self.key = checkpoint_key(key, checkpoint, record)
 
     def options(self):
         options = {"input_policy": self.policy, "max_short_side": self.max_short_side,

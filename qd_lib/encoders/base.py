@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -30,8 +32,7 @@ from PIL import Image
 
 from qd_lib.paths import display_path
 from qd_lib.utils.errors import OfflineWeightsError, QDError
-from qd_lib.utils.io import sha256_file
-from qd_lib.weights import WeightsFile, locate
+from qd_lib.weights import WeightsFile, file_sha256, locate, record_weights_hash, verify
 
 logger = logging.getLogger(__name__)
 
@@ -77,18 +78,6 @@ class WeightsRecord:
         return asdict(self)
 
 
-_HASH_CACHE: dict[tuple[str, int, int], str] = {}
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 of a file, memoised on (path, size, mtime) so reloading an encoder is cheap."""
-    stat = path.stat()
-    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-    if key not in _HASH_CACHE:
-        _HASH_CACHE[key] = sha256_file(path)
-    return _HASH_CACHE[key]
-
-
 def resolve_weights(spec: WeightsFile, explicit: str | os.PathLike | None,
                     role: str = "checkpoint") -> tuple[Path, WeightsRecord]:
     """Find the file for ``spec`` and describe it.
@@ -110,28 +99,47 @@ def resolve_weights(spec: WeightsFile, explicit: str | os.PathLike | None,
         Missing file, or a hash that differs from the published one.
     """
     if explicit is None:
-        path = locate(spec)
-        digest = file_sha256(path)
-        return path, WeightsRecord(role, spec.filename, display_path(path), digest,
-                                   spec.sha256 is not None, spec.source)
-    path = Path(explicit).expanduser()
-    if not path.is_file():
-        raise OfflineWeightsError(f"Weights file {path.name!r} not found at {display_path(path)} "
-                                  f"(given as the {role!r} of this encoder; the default is "
-                                  f"{spec.filename!r}, source: {spec.source}).")
-    digest = file_sha256(path)
-    verified = False
-    if spec.sha256 and path.name == spec.filename:
-        if not digest.startswith(spec.sha256.lower()):
-            raise OfflineWeightsError(
-                f"Weights file {display_path(path)} has sha256 {digest}, expected {spec.sha256} "
-                f"({spec.filename}). Source: {spec.source}.")
-        verified = True
+        # recorded by load_checkpoint once it has loaded (trust on first use)
+        path = locate(spec, record=False)
+        verified, source = spec.sha256 is not None, spec.source
     else:
-        logger.warning("%s %s is used as given (sha256 %s…, not checked against a published "
-                       "hash)", role, display_path(path), digest[:12])
-    return path, WeightsRecord(role, path.name, display_path(path), digest, verified,
-                               f"given by the caller instead of {spec.filename}")
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            raise OfflineWeightsError(
+                f"Weights file {path.name!r} not found at {display_path(path)} (given as the "
+                f"{role!r} of this encoder; the default is {spec.filename!r}, source: "
+                f"{spec.source}).")
+        verified = bool(spec.sha256) and path.name == spec.filename
+        if verified:
+            verify(path, spec)
+        else:
+            logger.warning("%s %s is used as given (sha256 %s…, not checked against a "
+                           "published hash)", role, display_path(path), file_sha256(path)[:12])
+        source = f"given by the caller instead of {spec.filename}"
+    return path, WeightsRecord(role, path.name, display_path(path), file_sha256(path), verified,
+                               source)
+
+
+@contextmanager
+def load_checkpoint(spec: WeightsFile, explicit: str | os.PathLike | None,
+                    role: str = "checkpoint"
+                    ) -> Iterator[tuple[Path, WeightsRecord, dict[str, torch.Tensor]]]:
+    """Resolve (:func:`resolve_weights`) and read (:func:`load_state_dict_file`) a checkpoint.
+
+    Use as ``with load_checkpoint(ARNIQA, checkpoint) as (path, record, state): ...`` around the
+    strict load. When the block completes, the default file (not one given by the caller) has
+    loaded, and if no hash is published for it its sha256 is recorded on this first load
+    (:func:`qd_lib.weights.record_weights_hash`); a block that raises records nothing.
+    """
+    path, record = resolve_weights(spec, explicit, role)
+    yield path, record, load_state_dict_file(path)
+    if explicit is None:
+        record_weights_hash(path, spec)
+
+
+def checkpoint_key(key: str, checkpoint, record: WeightsRecord) -> str:
+    """Cache key of an encoder: ``key``, or ``key_ckpt-<sha8>`` for a caller's checkpoint."""
+    return key if checkpoint is None else f"{key}_ckpt-{record.sha256[:8]}"
 
 
 _CONTAINER_KEYS = ("params", "params_ema", "state_dict", "model_state_dict")

@@ -42,6 +42,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+from dataclasses import dataclass
 from itertools import product
 from pathlib import Path
 
@@ -56,7 +57,9 @@ from qd_lib.encoders.base import (
     Encoder,
     Preprocess,
     WeightsRecord,
+    checkpoint_key,
     file_sha256,
+    load_checkpoint,
     load_state_dict_file,
     load_strict,
     normalize,
@@ -108,14 +111,15 @@ def patch_indices(n: int, num_patch: int) -> list[int]:
     return [step * i for i in range(min(num_patch, n))]
 
 
+@dataclass(eq=False)
 class LIQEPreprocess(Preprocess):
-    def __init__(self, num_patch: int = 15, step: int = 32, patch: int = 224,
-                 adaptive_size: int = 768):
-        self.num_patch = num_patch
-        self.step = step
-        self.patch = patch
-        self.adaptive_size = adaptive_size
-        self.min_side = 32
+    """LIQE's adaptive resize and fixed patch sampling of one image (see the module
+    docstring)."""
+
+    num_patch: int = 15
+    step: int = 32
+    patch: int = 224
+    adaptive_size: int = 768
 
     def apply(self, image):
         note = None
@@ -174,9 +178,39 @@ class LIQEEncoder(Encoder):
         check_option(variant, "variant", ("mix", "koniq"))
         check_scalar(num_patch, "num_patch", int, min_val=1)
         check_scalar(step, "step", int, min_val=1)
-        path, record = resolve_weights(LIQE_MIX if variant == "mix" else LIQE_KONIQ, checkpoint)
+        spec = LIQE_MIX if variant == "mix" else LIQE_KONIQ
+        with load_checkpoint(spec, checkpoint) as (path, record, raw):
+            model, records = self._clip_model(path, record, clip_state_from_checkpoint(raw),
+                                              clip_checkpoint)
+        self.variant = variant
+        self.prompts = joint_prompts() if variant == "mix" else quality_prompts()
+        features, feature_record = self._text_features(model, text_features, vocab, record,
+                                                       cache_text_features)
+        records.append(feature_record)
+        self.visual = model.visual
+        self.logit_scale = model.logit_scale
+        self.register_buffer("text_features", features)
+        self.config = config = model.config
+        self.num_patch, self.step = num_patch, step
+        self.weights_records = records
+        self.outputs = {"embedding": config.embed_dim, "quality5": 5}
+        if variant == "mix":
+            self.outputs["joint495"] = len(self.prompts)
+        self._preprocess = LIQEPreprocess(num_patch, step, config.image_resolution)
+        self.input_policy = f"patches_{config.image_resolution}_stride{step}_k{num_patch}"
+        self.preprocessing = (self._preprocess.describe() + "; CLIP image tower per patch, "
+                              "L2-normalised; embedding = mean over patches; probabilities = "
+                              "softmax of exp(logit_scale)*cos averaged over patches")
+        key = self.name if variant == "mix" else f"{self.name}_koniq"
+        if (num_patch, step) != (15, 32):
+            key += f"_k{num_patch}s{step}"
+        self.key = checkpoint_key(key, checkpoint, record)
+
+    def _clip_model(self, path: Path, record: WeightsRecord, state: dict[str, torch.Tensor],
+                    clip_checkpoint) -> tuple[CLIP, list[WeightsRecord]]:
+        """The CLIP model of a LIQE checkpoint (keys it lacks filled from ``ViT-B-32.pt``),
+        loaded strictly, and the records of the files read."""
         records = [record]
-        state = clip_state_from_checkpoint(load_state_dict_file(path))
         missing = self._missing_clip_keys(state)
         if missing:
             logger.info("LIQE checkpoint %s lacks %d CLIP keys (e.g. %s); filling them from "
@@ -194,29 +228,7 @@ class LIQEEncoder(Encoder):
                                       f"({type(exc).__name__}: {exc}).") from None
         model = CLIP(config)
         load_strict(model, state, f"LIQE checkpoint {path.name}")
-        self.variant = variant
-        self.prompts = joint_prompts() if variant == "mix" else quality_prompts()
-        features, feature_record = self._text_features(model, text_features, vocab, record,
-                                                       cache_text_features)
-        records.append(feature_record)
-        self.visual = model.visual
-        self.logit_scale = model.logit_scale
-        self.register_buffer("text_features", features)
-        self.config = config
-        self.num_patch, self.step = num_patch, step
-        self.weights_records = records
-        self.outputs = {"embedding": config.embed_dim, "quality5": 5}
-        if variant == "mix":
-            self.outputs["joint495"] = len(self.prompts)
-        self._preprocess = LIQEPreprocess(num_patch, step, config.image_resolution)
-        self.input_policy = f"patches_{config.image_resolution}_stride{step}_k{num_patch}"
-        self.preprocessing = (self._preprocess.describe() + "; CLIP image tower per patch, "
-                              "L2-normalised; embedding = mean over patches; probabilities = "
-                              "softmax of exp(logit_scale)*cos averaged over patches")
-        key = self.name if variant == "mix" else f"{self.name}_koniq"
-        if (num_patch, step) != (15, 32):
-            key += f"_k{num_patch}s{step}"
-        self.key = key if checkpoint is None else f"{key}_ckpt-{record.sha256[:8]}"
+        return model, records
 
     @staticmethod
     def _missing_clip_keys(state) -> list[str]:
