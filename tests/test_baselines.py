@@ -154,7 +154,7 @@ def test_constant_mos_gives_one_bin_and_bad_options_are_named():
     assert mos_bins(np.full(7, 2.5)).counts.tolist() == [7]
     with pytest.raises(ValueError, match="'binning'.*equal_width.*quantile.*'median'"):
         mos_bins([1.0, 2.0], scheme="median")
-    with pytest.raises(ValueError, match="'n_bins'.*range \\[1, inf\\]. Got 0"):
+    with pytest.raises(ValueError, match="'n_bins'.*range \\[1, inf\\). Got 0"):
         mos_bins([1.0, 2.0], n_bins=0)
     with pytest.raises(TypeError, match="'n_bins'"):
         mos_bins([1.0, 2.0], n_bins=2.5)

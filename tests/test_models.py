@@ -462,3 +462,17 @@ def test_basecnn_layout_output_and_freezing():
     model.freeze("head")
     assert {n for n, p in model.named_parameters() if p.requires_grad} == {"fc.weight", "fc.bias"}
     assert np.isclose(count_parameters(model) / 1e6, 11.69, atol=0.01)
+
+
+def test_an_explicit_override_wins_over_per_dataset_recipe_values():
+    from qd_lib.models import get_config
+
+    cfg = get_config("musiq", "paper")
+    assert cfg.recipe.per_dataset, "the paper recipe has per-dataset values"
+    dataset, values = next((k, v) for k, v in cfg.recipe.per_dataset.items()
+                           if "epochs" in v and k != "*")
+    assert cfg.recipe.for_dataset(dataset)[0].epochs == values["epochs"]
+    overridden = get_config("musiq", "paper", epochs=1)
+    assert overridden.recipe.for_dataset(dataset)[0].epochs == 1
+    if "lr" in values:  # the fields not overridden keep their per-dataset values
+        assert overridden.recipe.for_dataset(dataset)[0].lr == values["lr"]

@@ -86,8 +86,11 @@ def test_a_notebook_that_never_records_is_recorded_as_failed(tmp_path):
 def test_a_killed_sweep_finishes_only_what_is_missing(tmp_path):
     runs = tmp_path / "runs"
     path = tmp_path / "kill.yaml"
+    # four epochs, killed once the second run has checkpointed its first: the kernel (which
+    # exits within about a second of its parent's death) is then surely mid-training
     path.write_text(yaml.safe_dump({**SWEEP, "name": "kill", "fractions": [0.25, 0.5],
-                                    "methods": ["random", "kcenter"]}))
+                                    "methods": ["random", "kcenter"],
+                                    "overrides": {"epochs": 4}}))
     env = dict(os.environ, TQDM_DISABLE="1", OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "qd_lib.runner", "sweep", str(path), "--runs-dir", str(runs),
            "--threads", "1"]
@@ -98,7 +101,7 @@ def test_a_killed_sweep_finishes_only_what_is_missing(tmp_path):
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
             done = list(runs.glob("*/metrics.json"))
-            started = [p for p in runs.glob("*/params.json")
+            started = [p for p in runs.glob("*/checkpoint.pt")
                        if not (p.parent / "metrics.json").exists()]
             if done and started:
                 break

@@ -294,3 +294,18 @@ def test_tiny_throughput_on_cuda_reports_amp_and_memory(tmp_path):
 def test_throughput_checks_its_arguments(kwargs, message):
     with pytest.raises((ValueError, TypeError), match=message):
         measure_throughput(tiny=True, device="cpu", **kwargs)
+
+
+def test_validation_is_recorded_and_never_changes_the_reported_test_metrics(tiny_bench,
+                                                                            train_ids):
+    kwargs = dict(image_ids=train_ids[:24], model="maniqa", config="tiny", seed=2, device="cpu")
+    plain = train_on_coreset(tiny_bench, overrides={"epochs": 2}, **kwargs)
+    validated = train_on_coreset(tiny_bench, overrides={"epochs": 2, "val_every": 1}, **kwargs)
+    assert validated.metrics == plain.metrics
+    assert all("val" not in h for h in plain.history)
+    n_val = len(tiny_bench.manifest.split_indices("paper", "val"))
+    assert [h["epoch"] for h in validated.history if "val" in h] == [1, 2] and n_val > 0
+    assert -1 <= validated.history[-1]["val"]["srcc"] <= 1
+    assert "val_every" not in plain.info["recipe"]  # earlier fingerprints are unchanged
+    with pytest.raises(ValueError, match="'val_every' parameter must be an int >= 0"):
+        train_on_coreset(tiny_bench, overrides={"val_every": -1}, **kwargs)

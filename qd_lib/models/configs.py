@@ -93,6 +93,10 @@ class Recipe:
         choice, by SRCC + PLCC on the test split) requires ``eval_every == 1``.
     eval_every : int
         Evaluate on the test split every this many epochs (0: only after the last one).
+    val_every : int
+        Evaluate on the split scheme's ``val`` part every this many epochs (0: never). The
+        validation metrics go into the history only: they are what options and epoch counts
+        are chosen on, and never change which epoch's test metrics are reported.
     eval_drop_last : bool
         Official quirk: the test loader drops the last incomplete batch.
     train_drop_last : bool
@@ -124,6 +128,7 @@ class Recipe:
     label_norm: str = "fixed_range"
     epoch_rule: str = "final"
     eval_every: int = 1
+    val_every: int = 0
     eval_drop_last: bool = False
     train_drop_last: bool = False
     eval_batch_size: int | None = None
@@ -150,6 +155,10 @@ class Recipe:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"The {name!r} parameter must be an int >= 1. Got {value!r}.")
+        if not isinstance(self.val_every, int) or isinstance(self.val_every, bool) or \
+                self.val_every < 0:
+            raise ValueError(f"The 'val_every' parameter must be an int >= 0. Got "
+                             f"{self.val_every!r} instead.")
         if not (isinstance(self.lr, (int, float)) and self.lr > 0):
             raise ValueError(f"The 'lr' parameter must be a float > 0. Got {self.lr!r}.")
         if self.epoch_rule == "best_on_test" and self.eval_every != 1:
@@ -181,6 +190,8 @@ class Recipe:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         out["per_dataset"] = {k: dict(v) for k, v in self.per_dataset.items()}
         out["milestones"] = list(self.milestones)
+        if not self.val_every:  # runs without validation keep their earlier fingerprints
+            out.pop("val_every")
         return out
 
 
@@ -290,7 +301,10 @@ class ModelConfig:
 
         Keys are recipe fields (``epochs``, ``lr``, …), input-policy fields (``resize``,
         ``eval_crops``, …), ``pretrained``, or ``arch.<name>`` for constructor arguments.
-        Also accepted: ``recipe.<field>`` and ``inputs.<field>``.
+        Also accepted: ``recipe.<field>`` and ``inputs.<field>``. An overridden recipe field
+        is also removed from the recipe's ``per_dataset`` values, so the override holds on
+        every dataset (``get_config("musiq", "paper", epochs=1)`` trains one epoch on KonIQ
+        too).
 
         Raises
         ------
@@ -320,6 +334,11 @@ class ModelConfig:
                 known = sorted(recipe_fields | input_fields | {"pretrained"}) + [
                     f"arch.{k}" for k in sorted(self.arch)]
                 raise UnknownNameError(f"override for {self.model}/{self.name}", key, known)
+        if recipe and self.recipe.per_dataset and "per_dataset" not in recipe:
+            # an explicit override wins over the recipe's per-dataset values of that field
+            recipe["per_dataset"] = {
+                name: {k: v for k, v in dict(values).items() if k not in recipe}
+                for name, values in self.recipe.per_dataset.items()}
         return dataclasses.replace(
             self, arch=arch, pretrained=pretrained,
             recipe=dataclasses.replace(self.recipe, **recipe) if recipe else self.recipe,

@@ -316,6 +316,7 @@ class _RunSpec:
     per_dataset: dict
     train_rows: np.ndarray
     test_rows: np.ndarray
+    val_rows: np.ndarray
     seed: int
     device: torch.device
     amp_dtype: torch.dtype | None
@@ -379,6 +380,12 @@ def _resolve_run(manifest, root, image_ids, *, model, config, scheme, test_part,
     cfg = get_config(model, config, **(overrides or {}))
     recipe, per_dataset = cfg.recipe.for_dataset(dataset or manifest.name)
     train_rows, test_rows = coreset_rows(manifest, image_ids, scheme=scheme, test_part=test_part)
+    val_rows = np.empty(0, dtype=np.int64)
+    if recipe.val_every:
+        val_rows = manifest.split_indices(scheme, "val")
+        if len(val_rows) == 0:
+            logger.warning("val_every=%d but the %r scheme of %s has no val part: no "
+                           "validation", recipe.val_every, scheme, manifest.name)
     dev = resolve_device(device)
     amp_dtype = _amp_dtype(dev, amp)
     if num_workers == "auto":
@@ -391,7 +398,8 @@ def _resolve_run(manifest, root, image_ids, *, model, config, scheme, test_part,
         "train_ids": sorted(ids[train_rows].tolist()), "pretrained": pretrained})
     return _RunSpec(
         manifest=manifest, root=root, model=model, cfg=cfg, recipe=recipe,
-        per_dataset=per_dataset, train_rows=train_rows, test_rows=test_rows, seed=seed,
+        per_dataset=per_dataset, train_rows=train_rows, test_rows=test_rows,
+        val_rows=val_rows, seed=seed,
         device=dev, amp_dtype=amp_dtype, num_workers=num_workers, pretrained=pretrained,
         fingerprint=fingerprint,
         ckpt_path=Path(out_dir) / CHECKPOINT_NAME if out_dir is not None else None,
@@ -414,12 +422,14 @@ def _build_model(run: _RunSpec):
     return net, pipeline
 
 
-def _build_datasets(run: _RunSpec, pipeline) -> tuple[_Views, _Views, int]:
-    """Training and test views with their targets, and the optimiser steps per epoch.
+def _build_datasets(run: _RunSpec, pipeline) -> tuple[_Views, _Views, _Views | None, int]:
+    """Training, test and (with ``val_every``) validation views with their targets, and the
+    optimiser steps per epoch.
 
     Returns
     -------
     train_ds, test_ds : _Views
+    val_ds : _Views or None
     steps_per_epoch : int
         Batches per epoch, capped by ``recipe.max_steps_per_epoch``.
 
@@ -435,12 +445,17 @@ def _build_datasets(run: _RunSpec, pipeline) -> tuple[_Views, _Views, int]:
                       train=True, seed=run.seed)
     test_ds = _Views(run.manifest, run.root, run.test_rows, test_targets, pipeline, train=False,
                      seed=run.seed)
+    val_ds = None
+    if len(run.val_rows):
+        val_ds = _Views(run.manifest, run.root, run.val_rows,
+                        _targets(run.manifest, run.val_rows, recipe.label_norm), pipeline,
+                        train=False, seed=run.seed)
     n_batches = (len(train_ds) // recipe.batch_size if recipe.train_drop_last
                  else math.ceil(len(train_ds) / recipe.batch_size))
     if n_batches == 0:
         raise CoresetError(f"The coreset ({len(train_ds)} images) is smaller than one batch "
                            f"({recipe.batch_size}) and train_drop_last is set.")
-    return train_ds, test_ds, min(n_batches, recipe.max_steps_per_epoch or n_batches)
+    return train_ds, test_ds, val_ds, min(n_batches, recipe.max_steps_per_epoch or n_batches)
 
 
 def _build_state(run: _RunSpec, net, pipeline, steps_per_epoch: int) -> _TrainState:
@@ -581,13 +596,16 @@ def _write_checkpoint(run: _RunSpec, state: _TrainState, epoch: int) -> None:
 
 
 def _run_epochs(run: _RunSpec, state: _TrainState, train_ds: _Views, test_ds: _Views,
-                steps_per_epoch: int) -> None:
-    """Train from ``state.start_epoch`` to the last epoch: train, evaluate when due, log and
-    checkpoint after every epoch."""
+                steps_per_epoch: int, val_ds: _Views | None = None) -> None:
+    """Train from ``state.start_epoch`` to the last epoch: train, evaluate when due (test, and
+    validation with ``val_every``), log and checkpoint after every epoch."""
     recipe = run.recipe
     test_loader = _loader(test_ds, recipe.eval_batch_size or recipe.batch_size,
                           drop_last=recipe.eval_drop_last, num_workers=run.num_workers,
                           pin_memory=run.device.type == "cuda")
+    val_loader = None if val_ds is None else _loader(
+        val_ds, recipe.eval_batch_size or recipe.batch_size, num_workers=run.num_workers,
+        pin_memory=run.device.type == "cuda")
     epochs = progress(range(state.start_epoch, recipe.epochs),
                       desc=f"{run.model}/{run.cfg.name}", total=recipe.epochs,
                       initial=state.start_epoch, enabled=run.show_progress)
@@ -597,6 +615,11 @@ def _run_epochs(run: _RunSpec, state: _TrainState, train_ds: _Views, test_ds: _V
         is_last = epoch + 1 == recipe.epochs
         if is_last or (recipe.eval_every and (epoch + 1) % recipe.eval_every == 0):
             record["test"] = _evaluate(run, state, test_loader, epoch)
+        if val_loader is not None and (is_last or (epoch + 1) % recipe.val_every == 0):
+            pred, target, _ = _predict(state.net, state.pipeline, val_loader, run.device,
+                                       run.amp_dtype, desc="val",
+                                       show_progress=run.show_progress)
+            record["val"] = _metrics(pred, target, epoch + 1)
         record["seconds"] = round(time.perf_counter() - t_epoch, 3)
         state.history.append(record)
         test_text = (f", test SRCC {record['test']['srcc']:.4f} PLCC "
@@ -735,10 +758,10 @@ def train_on_coreset(manifest, root=None, image_ids=None, *, model: str = "maniq
                        show_progress=show_progress, overrides=overrides)
     with seeded(seed):
         net, pipeline = _build_model(run)
-        train_ds, test_ds, steps_per_epoch = _build_datasets(run, pipeline)
+        train_ds, test_ds, val_ds, steps_per_epoch = _build_datasets(run, pipeline)
         state = _build_state(run, net, pipeline, steps_per_epoch)
         _resume(run, state, resume=resume)
-        _run_epochs(run, state, train_ds, test_ds, steps_per_epoch)
+        _run_epochs(run, state, train_ds, test_ds, steps_per_epoch, val_ds)
 
     metrics, best_on_test, reported_epoch, (pred, target, idx) = _reported(run, state)
     test_ids = run.manifest.table["image_id"].to_numpy()[run.test_rows][idx]

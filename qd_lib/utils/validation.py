@@ -14,8 +14,8 @@ import numpy as np
 
 
 def _range_text(min_val, max_val, closed: str) -> str:
-    left = "[" if closed in ("both", "left") else "("
-    right = "]" if closed in ("both", "right") else ")"
+    left = "[" if closed in ("both", "left") and min_val is not None else "("
+    right = "]" if closed in ("both", "right") and max_val is not None else ")"
     lo = "-inf" if min_val is None else repr(min_val)
     hi = "inf" if max_val is None else repr(max_val)
     return f"{left}{lo}, {hi}{right}"
