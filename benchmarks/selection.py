@@ -132,7 +132,7 @@ def reference_batch(Xc, Xq, m: int, *, gamma=0.5, energy=0.95, eps=1e-6) -> list
     """Dense Q-Diverse in one batch: exact eigh of the normalised affinity, explicit inverses."""
     import scipy.linalg
 
-    from qd_lib.selection.spectral import energy_rank
+    from qd_lib.selection.methods.qdiverse.spectral import energy_rank
 
     b = Xc.shape[0]
     if m >= b:
@@ -193,7 +193,7 @@ def child_qdiverse(job: dict) -> dict:
 def child_reference(job: dict) -> dict:
     from threadpoolctl import threadpool_limits
 
-    from qd_lib.selection.spectral import allocate_budget
+    from qd_lib.selection.methods.qdiverse.batches import allocate_budget
 
     Fc, Fq = _open(job)
     n, b = job["n"], job["batch_size"]
