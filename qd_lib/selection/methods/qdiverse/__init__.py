@@ -28,6 +28,9 @@ module                        sections
                               energy rule, §2.9 kernel on the spectral embedding
 :mod:`.greedy`                §2.10 greedy log-det (DPP MAP) by incremental Cholesky
 :mod:`.pipeline`              one batch, §2.4 → §2.10 in order (+ §2.11's trivial batches)
+:mod:`.backends`              §5 "numpy; torch is equivalent": the kernels the pipeline calls
+                              (numpy reference) and how a backend is chosen
+:mod:`.torch_backend`         the same kernels in torch on a CPU or CUDA device
 :mod:`.parallel`              §2.12 / §5 execution: serial, process pool, Dask-like client;
                               memory-mapped inputs shipped by path
 :mod:`.method`                §1 inputs/outputs, §2.11 assembly; the registered selector
@@ -52,7 +55,8 @@ receiving pickled arrays.
 
 Every batch runs its BLAS calls on a single thread (float32 GEMM results depend on the thread
 count); that is what makes serial and parallel runs bit-identical. Use ``n_jobs`` to use more
-cores.
+cores, or ``backend="torch", device="cuda"`` to run the kernels on a GPU (the same coreset up
+to round-off; see :mod:`.torch_backend`).
 """
 from qd_lib.selection.methods.qdiverse.method import qdiverse_selection
 from qd_lib.selection.methods.qdiverse.options import (

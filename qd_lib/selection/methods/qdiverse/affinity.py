@@ -5,8 +5,11 @@ GEMM), §2.5 (each space scaled by its largest distance, then ``D = γ·D_conten
 D_quality``; the alternatives are the ``distance_norm`` and ``combine`` options) and §2.6 (RBF
 affinities ``W = exp(−D² / 2σ²)`` with the median-distance bandwidth, self-loops kept).
 
-The b × b matrices are float64 and transformed in place; medians use partitioning rather than
-sorting.
+The numpy kernels here (:func:`squared_distances`, :func:`offdiag_median`,
+:func:`rbf_inplace`) are the reference implementation: the b × b matrices are float64 and
+transformed in place, medians use partitioning rather than sorting. The pipeline steps
+(:func:`affinity`, :func:`bandwidth`) call them through an array backend ``xp``
+(:mod:`.backends`), so the same steps run on torch tensors.
 """
 from __future__ import annotations
 
@@ -92,21 +95,21 @@ def rbf_inplace(sq_dist: np.ndarray, sigma: float) -> np.ndarray:
     return sq_dist
 
 
-def bandwidth(sq_dist: np.ndarray, setting) -> float:
+def bandwidth(sq_dist, setting, xp) -> float:
     """RBF bandwidth σ: a fixed float, or the median off-diagonal distance (1 if that is 0)."""
     if setting != "median":
         return float(setting)
-    sigma = offdiag_median(sq_dist, sqrt=True)
+    sigma = xp.offdiag_median(sq_dist, sqrt=True)
     return sigma if sigma > 0 else 1.0  # all points identical: any bandwidth gives W = 1
 
 
-def _scaled_sq_distances(X: np.ndarray, o: dict) -> np.ndarray:
+def _scaled_sq_distances(X, o: dict, xp):
     """Squared distances of one embedding, scaled per ``distance_norm`` (§2.4-§2.5)."""
-    d2 = squared_distances(X, dtype=np.dtype(o["distance_dtype"]).type)
+    d2 = xp.squared_distances(X, o["distance_dtype"])
     if o["distance_norm"] == "max":
         scale2 = float(d2.max())
     elif o["distance_norm"] == "median":
-        scale2 = offdiag_median(d2, sqrt=True) ** 2
+        scale2 = xp.offdiag_median(d2, sqrt=True) ** 2
     else:
         scale2 = 1.0
     if scale2 > 0 and scale2 != 1.0:
@@ -114,50 +117,55 @@ def _scaled_sq_distances(X: np.ndarray, o: dict) -> np.ndarray:
     return d2
 
 
-def _combine_kernels(parts, o: dict) -> tuple[np.ndarray, float]:
+def _combine_kernels(parts, o: dict, xp):
     """``combine="kernel"``: ``Σ weight·RBF(d²)``, one median bandwidth per embedding."""
     W, sigmas = None, []
     for weight, d2 in parts:
-        sigmas.append(bandwidth(d2, o["bandwidth"]))
-        rbf_inplace(d2, sigmas[-1])
+        sigmas.append(bandwidth(d2, o["bandwidth"], xp))
+        xp.rbf_inplace(d2, sigmas[-1])
         if len(parts) > 1:
             d2 *= weight
-        W = d2 if W is None else np.add(W, d2, out=W)
+        if W is None:
+            W = d2
+        else:
+            W += d2
     return W, float(np.mean(sigmas))
 
 
-def _combine_distances(parts, o: dict) -> np.ndarray:
+def _combine_distances(parts, o: dict, xp):
     """Combined squared distance: ``(Σ weight·d)²`` ("distance") or ``Σ weight·d²``."""
     if len(parts) == 1:
         return parts[0][1]
     (wc, d2), (wq, dq2) = parts
     if o["combine"] == "distance":
-        np.sqrt(d2, out=d2)
-        np.sqrt(dq2, out=dq2)
+        xp.sqrt_(d2)
+        xp.sqrt_(dq2)
     d2 *= wc
     dq2 *= wq
     d2 += dq2
     del dq2
     if o["combine"] == "distance":
-        np.multiply(d2, d2, out=d2)
+        d2 *= d2
     return d2
 
 
-def affinity(Xc, Xq, o: dict) -> tuple[np.ndarray, float]:
+def affinity(Xc, Xq, o: dict, xp) -> tuple[object, float]:
     """RBF affinity of the combined content/quality distances of one batch.
 
     Parameters
     ----------
-    Xc, Xq : ndarray of shape (b, d_c), (b, d_q) or None
-        The batch's content and quality rows; an embedding whose weight is 0 (``gamma`` 0 or
-        1) is not read and may be ``None``.
+    Xc, Xq : array of shape (b, d_c), (b, d_q) or None
+        The batch's content and quality rows, as ``xp`` arrays; an embedding whose weight is
+        0 (``gamma`` 0 or 1) is not read and may be ``None``.
     o : dict
         Resolved options (``gamma``, ``distance_norm``, ``distance_dtype``, ``combine``,
         ``bandwidth``, ``self_loops``).
+    xp : backend
+        The array backend (:mod:`.backends`): numpy, or torch on a device.
 
     Returns
     -------
-    W : ndarray of shape (b, b), float64
+    W : array of shape (b, b), float64
         Affinities, diagonal 1 (``self_loops``) or 0.
     sigma : float
         The bandwidth used (the mean of the two for ``combine="kernel"``).
@@ -165,15 +173,15 @@ def affinity(Xc, Xq, o: dict) -> tuple[np.ndarray, float]:
     gamma = o["gamma"]
     parts = []
     if gamma > 0:
-        parts.append((gamma, _scaled_sq_distances(Xc, o)))
+        parts.append((gamma, _scaled_sq_distances(Xc, o, xp)))
     if gamma < 1:
-        parts.append((1.0 - gamma, _scaled_sq_distances(Xq, o)))
+        parts.append((1.0 - gamma, _scaled_sq_distances(Xq, o, xp)))
     if o["combine"] == "kernel":
-        W, sigma = _combine_kernels(parts, o)
+        W, sigma = _combine_kernels(parts, o, xp)
     else:
-        d2 = _combine_distances(parts, o)
+        d2 = _combine_distances(parts, o, xp)
         parts.clear()
-        sigma = bandwidth(d2, o["bandwidth"])
-        W = rbf_inplace(d2, sigma)
-    np.fill_diagonal(W, 1.0 if o["self_loops"] else 0.0)
+        sigma = bandwidth(d2, o["bandwidth"], xp)
+        W = xp.rbf_inplace(d2, sigma)
+    xp.fill_diagonal_(W, 1.0 if o["self_loops"] else 0.0)
     return W, sigma

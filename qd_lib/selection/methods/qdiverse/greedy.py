@@ -92,12 +92,11 @@ def greedy_logdet(K: np.ndarray, n_select: int, *, eps: float = 1e-6,
     return picks, gains
 
 
-def first_pick(how: str, degrees: np.ndarray, Z: np.ndarray) -> int | None:
+def first_pick(how: str, degrees, Z, xp) -> int | None:
     """The forced first pick of a batch for the ``first_pick`` option (``None``: the default,
-    lowest index among the tied unit diagonal)."""
+    lowest index among the tied unit diagonal); ``degrees`` and ``Z`` are ``xp`` arrays."""
     if how == "max_degree":
-        return int(np.argmax(degrees))
+        return xp.argmax(degrees)
     if how == "nearest_mean":
-        centred = Z - Z.mean(axis=0)
-        return int(np.argmin(np.einsum("ij,ij->i", centred, centred)))
+        return xp.nearest_to_mean(Z)
     return None

@@ -48,6 +48,9 @@ QDIVERSE_DEFAULTS: Mapping[str, object] = MappingProxyType({
     "batch_order": "contiguous",
     "allocation": "largest_remainder",
     "distance_dtype": "float32",
+    # where the kernels run (the same coreset, up to round-off: see torch_backend.py)
+    "backend": "numpy",
+    "device": "cpu",
     # execution (never changes the result)
     "n_jobs": 1,
     "start_method": "spawn",
@@ -66,6 +69,7 @@ CHOICES = MappingProxyType({
     "allocation": ("largest_remainder", "sainte_lague"),
     "distance_dtype": ("float32", "float64"),
     "start_method": ("spawn", "forkserver"),
+    "backend": ("numpy", "torch"),
 })
 
 #: The options a preset sets, in the order :func:`_preset` takes them.
@@ -256,6 +260,38 @@ def _check_execution(o: dict) -> None:
                          f"the cluster decides the parallelism. Got n_jobs={o['n_jobs']!r}.")
 
 
+def _device_name(device) -> str:
+    if isinstance(device, str):
+        return device
+    if type(device).__module__ == "torch" and type(device).__name__ == "device":
+        return str(device)
+    raise TypeError("The 'device' parameter must be a str ('auto', 'cpu', 'cuda' or "
+                    f"'cuda:<index>') or a torch.device. Got {device!r} of type "
+                    f"{type(device).__name__} instead.")
+
+
+def _check_backend(o: dict) -> None:
+    """``backend`` and ``device``, in place (``device`` becomes its canonical name)."""
+    device = _device_name(o["device"])
+    if o["backend"] == "numpy":
+        if device not in ("cpu", "auto"):
+            raise ValueError("The 'device' parameter must be 'cpu' (or 'auto') with "
+                             "backend='numpy'; only backend='torch' runs on other devices. "
+                             f"Got {device!r} instead.")
+        o["device"] = "cpu"
+        return
+    try:
+        from qd_lib.selection.methods.qdiverse.torch_backend import resolve_torch_device
+    except ImportError as exc:  # pragma: no cover - torch is a dependency of qd_lib
+        raise ImportError(f"The 'backend' parameter 'torch' needs PyTorch, which cannot be "
+                          f"imported here ({exc}); use backend='numpy'.") from exc
+    o["device"] = resolve_torch_device(device)
+    if resolve_n_jobs(o["n_jobs"]) != 1:
+        raise ValueError("The 'n_jobs' parameter must be 1 with backend='torch': the batches "
+                         "run one after another on the device (a Dask-like 'client' can spread "
+                         f"them over several). Got n_jobs={o['n_jobs']!r} instead.")
+
+
 def resolve_options(given: Mapping) -> tuple[dict, tuple[str, ...]]:
     """Resolve and validate the options passed to the selector.
 
@@ -282,4 +318,5 @@ def resolve_options(given: Mapping) -> tuple[dict, tuple[str, ...]]:
     _check_hyperparameters(o)
     _check_inferred_choices(o)
     _check_execution(o)
+    _check_backend(o)
     return o, inferred

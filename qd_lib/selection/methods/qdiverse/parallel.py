@@ -8,7 +8,8 @@ single-threaded workers), plus the design decisions' scale-out item (Dask, memor
 Each batch becomes a picklable :class:`BatchTask`. Serially it reads its rows straight from
 the caller's arrays; in workers, a C-contiguous memory-mapped input travels as file name +
 offset (:class:`MemmapRef`) and each worker maps the file itself, any other input as the
-batch's pickled rows. float16 rows are widened to float32 per batch, never the whole input.
+batch's pickled rows. The backend (:mod:`.backends`) takes each batch's rows as stored and
+widens float16 per batch (on the device, for torch), never the whole input.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from qd_lib.selection.methods.qdiverse.backends import get_backend
 from qd_lib.selection.methods.qdiverse.batches import batch_seed
 from qd_lib.selection.methods.qdiverse.options import resolve_n_jobs
 from qd_lib.selection.methods.qdiverse.pipeline import select_in_batch
@@ -78,17 +80,14 @@ class BatchTask:
     options: dict = field(repr=False)
 
 
-def read_rows(source, rows) -> np.ndarray | None:
-    """One batch's rows. float16 storage is widened here, batch by batch (exactly), so a
-    half-precision memmap is never converted as a whole and every later stage sees
-    float32/float64."""
+def read_rows(source, rows, xp):
+    """One batch's rows as a backend array (``None`` for an unused embedding). Only this
+    batch is read from a memmap; ``xp.from_host`` widens float16 rows, so a half-precision
+    memmap is never converted as a whole and every later stage sees float32/float64."""
     if source is None:
         return None
     array = source.open() if isinstance(source, MemmapRef) else source
-    block = array[rows]
-    if block.dtype == np.float16:
-        block = block.astype(np.float32)
-    return block
+    return xp.from_host(array[rows])
 
 
 _THREADPOOL_CONTROLLER = None
@@ -108,11 +107,12 @@ def _single_blas_thread():
 
 def run_task(task: BatchTask) -> dict:
     """Select inside one batch (runs in the caller, a worker process or a Dask worker)."""
+    xp = get_backend(task.options)
     with _single_blas_thread():
-        Xc = read_rows(task.content, task.source_rows)
-        Xq = read_rows(task.quality, task.source_rows)
+        Xc = read_rows(task.content, task.source_rows, xp)
+        Xq = read_rows(task.quality, task.source_rows, xp)
         rng = np.random.default_rng(task.seed)
-        result = select_in_batch(Xc, Xq, task.budget, rng, task.options)
+        result = select_in_batch(Xc, Xq, task.budget, rng, task.options, xp)
     local = result.pop("local")
     if isinstance(task.rows, slice):
         result["indices"] = (task.rows.start or 0) + local

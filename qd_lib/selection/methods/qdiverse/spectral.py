@@ -5,18 +5,32 @@ Design note ``qdiverse.md`` §2.7 (normalised Laplacian: the leading eigenvector
 eigendecomposition of the landmark block, dimension ``r`` by the energy threshold, extension
 ``Z = C U_r Λ_r^{-1}``; the ``landmarks``, ``eigen_power``, ``drop_leading`` and
 ``row_normalize`` options) and §2.9 (the second RBF kernel ``K`` on ``Z``, median bandwidth).
+
+:func:`symmetric_normalize_inplace`, :func:`energy_rank` and :func:`nystrom_eigenvectors` are
+the numpy reference kernels; the pipeline steps (:func:`choose_landmarks`,
+:func:`spectral_embedding`, :func:`embedding_kernel`) call the kernels through an array
+backend ``xp`` (:mod:`.backends`).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from qd_lib.selection.methods.qdiverse.affinity import bandwidth, rbf_inplace, squared_distances
+from qd_lib.selection.methods.qdiverse.affinity import bandwidth
 
 __all__ = ["EIGEN_FLOOR", "choose_landmarks", "embedding_kernel", "energy_rank",
-           "nystrom_eigenvectors", "spectral_embedding", "symmetric_normalize_inplace"]
+           "inv_sqrt_degrees", "nystrom_eigenvectors", "spectral_embedding",
+           "symmetric_normalize_inplace"]
 
 #: Eigenvalues below this fraction of the largest one are treated as zero.
 EIGEN_FLOOR = 1e-10
+
+
+def inv_sqrt_degrees(degrees: np.ndarray) -> np.ndarray:
+    """``1 / √degree``, and 0 for rows of zero degree."""
+    out = np.zeros_like(degrees)
+    positive = degrees > 0
+    out[positive] = 1.0 / np.sqrt(degrees[positive])
+    return out
 
 
 def symmetric_normalize_inplace(W: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -38,9 +52,7 @@ def symmetric_normalize_inplace(W: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         Row sums of the input ``W``. Rows with zero degree are left as zero rows.
     """
     degrees = W.sum(axis=1)
-    inv_sqrt = np.zeros_like(degrees)
-    positive = degrees > 0
-    inv_sqrt[positive] = 1.0 / np.sqrt(degrees[positive])
+    inv_sqrt = inv_sqrt_degrees(degrees)
     W *= inv_sqrt[:, None]
     W *= inv_sqrt[None, :]
     return W, degrees
@@ -117,21 +129,23 @@ def nystrom_eigenvectors(S: np.ndarray, landmarks: np.ndarray, energy: float,
     return Z, lam, r
 
 
-def choose_landmarks(W: np.ndarray, n_landmarks: int, how: str,
-                     rng: np.random.Generator) -> np.ndarray:
+def choose_landmarks(W, n_landmarks: int, how: str, rng: np.random.Generator,
+                     xp) -> np.ndarray:
     """Sorted landmark rows of a batch (§2.8 step 1).
 
     Parameters
     ----------
-    W : ndarray of shape (b, b)
-        The affinity matrix (read by ``how="kmeans++"`` only).
+    W : array of shape (b, b)
+        The affinity matrix (read by ``how="kmeans++"`` only, a row at a time).
     n_landmarks : int
         Landmarks wanted; ``>= b`` gives every row.
     how : {"uniform", "first", "kmeans++"}
         Uniform without replacement, the first rows, or D²-sampling in the affinity's feature
         space (squared distance ``2 − 2·W_jk``).
     rng : numpy.random.Generator
-        The batch's generator.
+        The batch's generator (every draw is made on the host, whatever the backend).
+    xp : backend
+        The array backend holding ``W``.
 
     Returns
     -------
@@ -146,7 +160,7 @@ def choose_landmarks(W: np.ndarray, n_landmarks: int, how: str,
         return np.sort(rng.choice(b, size=n_landmarks, replace=False))
     chosen = np.empty(n_landmarks, dtype=np.int64)
     chosen[0] = rng.integers(b)
-    nearest = np.maximum(2.0 - 2.0 * W[chosen[0]], 0.0)
+    nearest = np.maximum(2.0 - 2.0 * xp.to_host(W[chosen[0]]), 0.0)
     nearest[chosen[0]] = 0.0
     for t in range(1, n_landmarks):
         total = nearest.sum()
@@ -156,58 +170,57 @@ def choose_landmarks(W: np.ndarray, n_landmarks: int, how: str,
             free = np.setdiff1d(np.arange(b), chosen[:t])
             j = int(rng.choice(free))
         chosen[t] = j
-        np.minimum(nearest, np.maximum(2.0 - 2.0 * W[j], 0.0), out=nearest)
+        np.minimum(nearest, np.maximum(2.0 - 2.0 * xp.to_host(W[j]), 0.0), out=nearest)
         nearest[chosen[:t + 1]] = 0.0
     return np.sort(chosen)
 
 
-def spectral_embedding(W: np.ndarray, landmarks: np.ndarray, o: dict,
-                       ) -> tuple[np.ndarray, int, np.ndarray]:
+def spectral_embedding(W, landmarks: np.ndarray, o: dict, xp) -> tuple[object, int, object]:
     """Nyström embedding of the normalised affinity (§2.7-§2.8).
 
     Parameters
     ----------
-    W : ndarray of shape (b, b)
+    W : array of shape (b, b)
         Affinities (overwritten by the normalised matrix).
     landmarks : ndarray of int
         Sorted landmark rows.
     o : dict
         Resolved options (``laplacian``, ``energy``, ``eigen_power``, ``drop_leading``,
         ``row_normalize``).
+    xp : backend
+        The array backend holding ``W``.
 
     Returns
     -------
-    Z : ndarray of shape (b, r')
+    Z : array of shape (b, r')
         The embedding (``r' = r − 1`` with ``drop_leading``).
     r : int
         Dimension chosen by the energy rule.
-    degrees : ndarray of shape (b,)
+    degrees : array of shape (b,)
         Row sums of ``W``.
     """
     if o["laplacian"] == "none":
-        S, degrees = W, W.sum(axis=1)
+        S, degrees = W, xp.row_sums(W)
     else:
-        S, degrees = symmetric_normalize_inplace(W)
-    Z, lam, r = nystrom_eigenvectors(S, landmarks, o["energy"])
+        S, degrees = xp.symmetric_normalize_inplace(W)
+    Z, lam, r = xp.nystrom_eigenvectors(S, landmarks, o["energy"])
     if o["laplacian"] == "rw":  # right eigenvectors of D^{-1} W
-        inv_sqrt = np.zeros_like(degrees)
-        inv_sqrt[degrees > 0] = 1.0 / np.sqrt(degrees[degrees > 0])
-        Z *= inv_sqrt[:, None]
+        Z *= xp.inv_sqrt(degrees)[:, None]
     if o["eigen_power"] > 0:
         Z *= lam[:Z.shape[1]] ** o["eigen_power"]
     if o["drop_leading"] and Z.shape[1] > 1:
         Z = Z[:, 1:]
     if o["row_normalize"]:
-        norms = np.linalg.norm(Z, axis=1)
+        norms = xp.row_norms(Z)
         norms[norms == 0] = 1.0
         Z /= norms[:, None]
     return Z, r, degrees
 
 
-def embedding_kernel(Z: np.ndarray, setting) -> tuple[np.ndarray, float]:
+def embedding_kernel(Z, setting, xp) -> tuple[object, float]:
     """RBF kernel on the spectral embedding, unit diagonal (§2.9); returns ``(K, sigma_z)``."""
-    K = squared_distances(Z, dtype=np.float64)
-    sigma_z = bandwidth(K, setting)
-    rbf_inplace(K, sigma_z)
-    np.fill_diagonal(K, 1.0)
+    K = xp.squared_distances(Z, "float64")
+    sigma_z = bandwidth(K, setting, xp)
+    xp.rbf_inplace(K, sigma_z)
+    xp.fill_diagonal_(K, 1.0)
     return K, sigma_z
