@@ -33,12 +33,22 @@ runs ``select`` at 10 % with the default batch size in a child process, and repo
 and the peak RSS against the 4 GB limit (PASS/FAIL, exit status 1 on FAIL), plus the time and
 ``tracemalloc`` peak of select()'s finiteness check on those inputs.
 
+``--backend torch --device cpu|cuda|cuda:<i>`` adds, for every case (and for ``--million``), the
+same selection with ``backend="torch"`` on that device, in its own child process: its wall time,
+the ratio numpy seconds / torch seconds measured in this run, whether the two coresets are the
+same (same picks in the same order), and the device's peak allocated memory on CUDA. Before the
+timed call the child warms the device up (a small selection: CUDA context, cuBLAS and cuSOLVER
+handles) and synchronises it; the clock is read after another synchronisation, so queued device
+work is never left out of the time.
+
 Usage::
 
     python benchmarks/selection.py                        # N = 10k, 40k, 100k; f = 10 %, 95 %
     python benchmarks/selection.py --quick                # small smoke run
     python benchmarks/selection.py --sizes 20000 --fractions 0.3 --no-reference
     python benchmarks/selection.py --million
+    python benchmarks/selection.py --sizes 10000 --no-reference --backend torch --device cpu
+    python benchmarks/selection.py --backend torch --device cuda      # on a GPU machine
 
 Timings depend on the machine and its other load; the ratio is measured in the same run.
 """
@@ -132,7 +142,7 @@ def reference_batch(Xc, Xq, m: int, *, gamma=0.5, energy=0.95, eps=1e-6) -> list
     """Dense Q-Diverse in one batch: exact eigh of the normalised affinity, explicit inverses."""
     import scipy.linalg
 
-    from qd_lib.selection.spectral import energy_rank
+    from qd_lib.selection.methods.qdiverse.spectral import energy_rank
 
     b = Xc.shape[0]
     if m >= b:
@@ -163,18 +173,53 @@ def _open(job: dict):
             np.load(job["quality"], mmap_mode="r")[:n])
 
 
+def _backend_options(job: dict) -> dict:
+    if job.get("backend", "numpy") == "numpy":
+        return {"n_jobs": job["n_jobs"], "progress": False}
+    return {"backend": "torch", "device": job["device"], "progress": False}
+
+
+def _prepare_device(job: dict):
+    """Warm the torch device up (a small selection) and return ``(sync, device_peak)``:
+    ``sync()`` waits for the device's queued work, ``device_peak()`` is the peak allocated
+    device memory since the warm-up (None off CUDA). No-ops for the numpy backend."""
+    if job.get("backend", "numpy") == "numpy":
+        return (lambda: None), (lambda: None)
+    import torch
+
+    from qd_lib.selection import select
+
+    if job.get("torch_threads"):
+        torch.set_num_threads(job["torch_threads"])
+
+    rng = np.random.default_rng(1)
+    warm = {k: rng.standard_normal((600, 64), dtype=np.float32) for k in ("content", "quality")}
+    select("qdiverse", warm, 60, batch_size=300, n_landmarks=150, **_backend_options(job))
+    device = torch.device(job["device"])
+    if device.type != "cuda":
+        return (lambda: None), (lambda: None)
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    return (lambda: torch.cuda.synchronize(device)), (
+        lambda: int(torch.cuda.max_memory_allocated(device)))
+
+
 def child_qdiverse(job: dict) -> dict:
     from qd_lib.selection import select
 
     Fc, Fq = _open(job)
     feats = {"content": Fc, "quality": Fq}
-    opts = {"n_jobs": job["n_jobs"], "progress": False}
+    opts = _backend_options(job)
+    sync, device_peak = _prepare_device(job)
     rss_start = proc_status().get("VmRSS", 0)
     with RssSampler() as sampled:
+        sync()
         t0 = time.perf_counter()
         sel = select("qdiverse", feats, job["fraction"], seed=job["seed"], **opts)
+        sync()
         seconds = time.perf_counter() - t0
     hwm = peak_rss()
+    dev_peak = device_peak()
     tracemalloc.start()
     try:
         again = select("qdiverse", feats, job["fraction"], seed=job["seed"], **opts)
@@ -186,14 +231,14 @@ def child_qdiverse(job: dict) -> dict:
     return {"seconds": seconds, "budget": sel.budget, "n_batches": sel.info["n_batches"],
             "r_median": float(np.median(rs)) if rs else None, "rss_start": rss_start,
             "rss_peak": hwm, "anon_peak": sampled.anon, "file_peak": sampled.file,
-            "traced_peak": traced,
+            "traced_peak": traced, "device_peak": dev_peak,
             "deterministic": bool(np.array_equal(sel.indices, again.indices))}
 
 
 def child_reference(job: dict) -> dict:
     from threadpoolctl import threadpool_limits
 
-    from qd_lib.selection.spectral import allocate_budget
+    from qd_lib.selection.methods.qdiverse.batches import allocate_budget
 
     Fc, Fq = _open(job)
     n, b = job["n"], job["batch_size"]
@@ -225,6 +270,7 @@ def child_million(job: dict) -> dict:
     from qd_lib.utils.validation import check_array_2d
 
     Fc, Fq = _open(job)
+    sync, device_peak = _prepare_device(job)
     rss_start = proc_status().get("VmRSS", 0)
     tracemalloc.start()
     t0 = time.perf_counter()
@@ -235,17 +281,20 @@ def child_million(job: dict) -> dict:
     tracemalloc.stop()
     rss_after_check = peak_rss()
     with RssSampler() as sampled:
+        sync()
         t0 = time.perf_counter()
         sel = select("qdiverse", {"content": Fc, "quality": Fq}, job["fraction"],
-                     seed=job["seed"], n_jobs=job["n_jobs"], progress=False)
+                     seed=job["seed"], **_backend_options(job))
+        sync()
         seconds = time.perf_counter() - t0
+    np.save(job["picks"], sel.indices)
     rs = [r for r in sel.info["r"] if r is not None]
     return {"seconds": seconds, "budget": sel.budget, "n_batches": sel.info["n_batches"],
             "batch_size": sel.params["batch_size"], "r_median": float(np.median(rs)),
             "rss_start": rss_start, "rss_after_check": rss_after_check,
             "rss_peak": peak_rss(), "anon_peak": sampled.anon, "file_peak": sampled.file,
             "check_seconds": check_seconds, "check_traced": check_traced,
-            "unique": int(len(np.unique(sel.indices)))}
+            "unique": int(len(np.unique(sel.indices))), "device_peak": device_peak()}
 
 
 CHILDREN = {"qdiverse": child_qdiverse, "reference": child_reference, "million": child_million}
@@ -277,6 +326,15 @@ def header(args, reference: bool = True) -> None:
     who = "Q-Diverse and the reference run" if reference else "Q-Diverse runs"
     print(f"{who} each batch on 1 BLAS thread (threadpoolctl); n_jobs={args.n_jobs}. "
           "Timings on a shared machine are noisy.")
+    if args.backend == "torch":
+        import torch
+
+        where = args.device
+        if torch.cuda.is_available() and torch.device(args.device).type == "cuda":
+            where += f" ({torch.cuda.get_device_name(torch.device(args.device))})"
+        threads = args.torch_threads or torch.get_num_threads()
+        print(f"torch {torch.__version__} on {where}; {threads} intra-op CPU thread(s) "
+              "(torch.set_num_threads; the torch backend does not pin them to one).")
 
 
 def blas_check() -> None:
@@ -301,14 +359,34 @@ def mib(x) -> str:
     return f"{x / MIB:.0f}"
 
 
+def _torch_cells(q: dict, t: dict | None) -> list[str]:
+    if t is None or "error" in t:
+        return ["ERROR" if t else "-", "", "", ""]
+    same = "yes" if t["same_order"] else f"no ({t['n_differ']})"
+    return [f"{t['seconds']:.2f}", f"{q['seconds'] / t['seconds']:.2f}", same,
+            mib(t["device_peak"]) if t.get("device_peak") else "-"]
+
+
+def _reference_cells(q: dict, ref: dict | None) -> list[str]:
+    if ref is None or "error" in ref:
+        return ["ERROR" if ref else "-", "", "", "", ""]
+    mark = "*" if ref["extrapolated"] else ""
+    return [f"{ref['seconds']:.1f}{mark}", f"{ref['batches_done']}/{ref['n_batches']}",
+            f"{ref['seconds'] / q['seconds']:.1f}x{mark}", f"{ref['overlap']:.2f}",
+            mib(ref["rss_peak"])]
+
+
 def print_table(rows: list[dict], with_reference: bool) -> None:
+    with_torch = any("t" in row for row in rows)
     cols = ["N", "frac", "M", "batches", "r med", "qdiverse s", "target s", "ok",
             "us/row", "peak RSS MiB", "anon pk MiB", "tracemalloc MiB"]
+    if with_torch:
+        cols += ["torch s", "np/torch", "same", "dev pk MiB"]
     if with_reference:
         cols += ["reference s", "ref batches", "ratio", "overlap", "ref RSS MiB"]
     table = [cols]
     for row in rows:
-        q, ref = row["q"], row.get("ref")
+        q = row["q"]
         if "error" in q:
             table.append([str(row["n"]), f"{row['f']:.2f}", "ERROR: " + q["error"][-200:]])
             continue
@@ -319,15 +397,10 @@ def print_table(rows: list[dict], with_reference: bool) -> None:
                 "yes" if q["seconds"] <= target else "NO",
                 f"{1e6 * q['seconds'] / row['n']:.0f}", mib(q["rss_peak"]), mib(q["anon_peak"]),
                 mib(q["traced_peak"])]
+        if with_torch:
+            line += _torch_cells(q, row.get("t"))
         if with_reference:
-            if ref is None or "error" in ref:
-                line += ["ERROR" if ref else "-", "", "", "", ""]
-            else:
-                mark = "*" if ref["extrapolated"] else ""
-                line += [f"{ref['seconds']:.1f}{mark}",
-                         f"{ref['batches_done']}/{ref['n_batches']}",
-                         f"{ref['seconds'] / q['seconds']:.1f}x{mark}",
-                         f"{ref['overlap']:.2f}", mib(ref["rss_peak"])]
+            line += _reference_cells(q, row.get("ref"))
         table.append(line)
     widths = [max(len(r[i]) for r in table if i < len(r)) for i in range(len(cols))]
     for r in table:
@@ -353,50 +426,60 @@ def print_linearity(rows: list[dict]) -> None:
 
 
 # ------------------------------------------------------------------------------- main runs
-def run_table(args) -> int:
-    sizes = sorted(args.sizes)
-    tmp = tempfile.TemporaryDirectory(prefix="qd-bench-", dir=args.tmpdir)
-    try:
-        folder = Path(tmp.name)
-        n_max = sizes[-1]
-        log(f"writing {n_max} x ({D_CONTENT} + {D_QUALITY}) float32 features to {folder} "
-            f"({n_max * (D_CONTENT + D_QUALITY) * 4 / 1e9:.1f} GB) ...")
-        t0 = time.perf_counter()
-        content, quality = folder / "content.npy", folder / "quality.npy"
-        write_clustered(content, n_max, D_CONTENT, seed=args.seed)
-        write_clustered(quality, n_max, D_QUALITY, seed=args.seed + 1, normalize=True)
-        log(f"  done in {time.perf_counter() - t0:.1f} s; smaller N use the leading rows")
-        rows = []
-        for n in sizes:
-            for f in args.fractions:
-                picks = folder / f"picks_{n}_{f}.npy"
-                job = {"content": str(content), "quality": str(quality), "n": n, "fraction": f,
-                       "seed": args.seed, "n_jobs": args.n_jobs, "picks": str(picks)}
-                q = run_child({"kind": "qdiverse", **job})
-                row = {"n": n, "f": f, "q": q}
-                if "error" in q:
-                    log(f"N={n} f={f}: qdiverse failed: {q['error']}")
-                else:
-                    log(f"N={n} f={f}: qdiverse {q['seconds']:.2f} s, peak RSS "
-                        f"{mib(q['rss_peak'])} MiB, tracemalloc {mib(q['traced_peak'])} MiB")
-                    if not q["deterministic"]:
-                        log("  WARNING: the second (traced) run picked different rows")
-                    if not args.no_reference:
-                        row["ref"] = run_child({"kind": "reference", **job,
-                                                "budget": q["budget"], "batch_size": 1000,
-                                                "ref_seconds": args.ref_seconds})
-                        ref = row["ref"]
-                        if "error" in ref:
-                            log(f"  reference failed: {ref['error']}")
-                        else:
-                            log(f"  reference {ref['measured']:.1f} s for "
-                                f"{ref['batches_done']}/{ref['n_batches']} batches")
-                rows.append(row)
-    finally:
-        tmp.cleanup()
+def _write_table_data(args, folder: Path, n_max: int) -> tuple[Path, Path]:
+    log(f"writing {n_max} x ({D_CONTENT} + {D_QUALITY}) float32 features to {folder} "
+        f"({n_max * (D_CONTENT + D_QUALITY) * 4 / 1e9:.1f} GB) ...")
+    t0 = time.perf_counter()
+    content, quality = folder / "content.npy", folder / "quality.npy"
+    write_clustered(content, n_max, D_CONTENT, seed=args.seed)
+    write_clustered(quality, n_max, D_QUALITY, seed=args.seed + 1, normalize=True)
+    log(f"  done in {time.perf_counter() - t0:.1f} s; smaller N use the leading rows")
+    return content, quality
 
-    print()
-    header(args, reference=not args.no_reference)
+
+def compare_picks(numpy_picks: Path, torch_picks: Path) -> dict:
+    """Whether the two backends chose the same coreset, in the same order."""
+    a, b = np.load(numpy_picks), np.load(torch_picks)
+    same_set = len(a) == len(b) and bool(np.array_equal(np.sort(a), np.sort(b)))
+    return {"same_order": bool(np.array_equal(a, b)), "same_set": same_set,
+            "n_differ": int(np.count_nonzero(a != b)) if len(a) == len(b) else None}
+
+
+def run_case(args, job: dict) -> dict:
+    """One (N, fraction): Q-Diverse (numpy), optionally torch and the dense reference."""
+    n, f = job["n"], job["fraction"]
+    row = {"n": n, "f": f, "q": run_child({"kind": "qdiverse", **job})}
+    q = row["q"]
+    if "error" in q:
+        log(f"N={n} f={f}: qdiverse failed: {q['error']}")
+        return row
+    log(f"N={n} f={f}: qdiverse {q['seconds']:.2f} s, peak RSS "
+        f"{mib(q['rss_peak'])} MiB, tracemalloc {mib(q['traced_peak'])} MiB")
+    if not q["deterministic"]:
+        log("  WARNING: the second (traced) run picked different rows")
+    if args.backend == "torch":
+        torch_picks = job["picks"].replace(".npy", "_torch.npy")
+        row["t"] = t = run_child({"kind": "qdiverse", **job, "backend": "torch",
+                                  "device": args.device, "torch_threads": args.torch_threads,
+                                  "picks": torch_picks})
+        if "error" in t:
+            log(f"  torch ({args.device}) failed: {t['error']}")
+        else:
+            t.update(compare_picks(Path(job["picks"]), Path(torch_picks)))
+            log(f"  torch ({args.device}) {t['seconds']:.2f} s, numpy/torch "
+                f"{q['seconds'] / t['seconds']:.2f}, same picks: {t['same_order']}")
+    if not args.no_reference:
+        row["ref"] = ref = run_child({"kind": "reference", **job, "budget": q["budget"],
+                                      "batch_size": 1000, "ref_seconds": args.ref_seconds})
+        if "error" in ref:
+            log(f"  reference failed: {ref['error']}")
+        else:
+            log(f"  reference {ref['measured']:.1f} s for "
+                f"{ref['batches_done']}/{ref['n_batches']} batches")
+    return row
+
+
+def print_table_notes(args) -> None:
     print(f"Data: seeded clustered float32 embeddings, content {D_CONTENT} + quality "
           f"{D_QUALITY} dims, .npy memmaps (just written, so in the OS page cache). "
           "Q-Diverse defaults: b=1000, l=600, energy 0.95, gamma 0.5.")
@@ -406,15 +489,63 @@ def run_table(args) -> int:
               "eps I) recomputed at every step; same per-batch budgets. "
               f"Run for >= {args.ref_seconds:g} s of whole batches, "
               "* = extrapolated linearly per batch from the batches run.")
+    if args.backend == "torch":
+        print(f"torch: backend='torch', device={args.device!r}, after a warm-up selection; "
+              "np/torch = numpy seconds / torch seconds in this run; same = identical picks "
+              "in identical order (else the number of positions that differ); dev pk = peak "
+              "allocated CUDA memory.")
     print("peak RSS = VmHWM of the case's own child process (includes memory-mapped input "
           "pages read); anon pk = sampled peak heap RSS; tracemalloc = the selector call's "
           "peak allocation (second, identical call). target = 0.3 ms/row (3 s at 10k, 12 s "
           "at 40k, 30 s at 100k). overlap = share of Q-Diverse's picks that the reference "
           "also picks, in the batches it ran.\n")
+
+
+def run_table(args) -> int:
+    sizes = sorted(args.sizes)
+    tmp = tempfile.TemporaryDirectory(prefix="qd-bench-", dir=args.tmpdir)
+    try:
+        folder = Path(tmp.name)
+        content, quality = _write_table_data(args, folder, sizes[-1])
+        rows = []
+        for n in sizes:
+            for f in args.fractions:
+                job = {"content": str(content), "quality": str(quality), "n": n, "fraction": f,
+                       "seed": args.seed, "n_jobs": args.n_jobs,
+                       "picks": str(folder / f"picks_{n}_{f}.npy")}
+                rows.append(run_case(args, job))
+    finally:
+        tmp.cleanup()
+
+    print()
+    header(args, reference=not args.no_reference)
+    print_table_notes(args)
     print_table(rows, not args.no_reference)
     print_linearity(rows)
-    failed = any("error" in r["q"] or "error" in r.get("ref", {}) for r in rows)
+    failed = any("error" in r["q"] or "error" in r.get("ref", {}) or "error" in r.get("t", {})
+                 for r in rows)
     return 1 if failed else 0
+
+
+def print_million(res: dict, label: str) -> bool:
+    """Print one 1M case; True when it ran and its peak RSS is under the limit."""
+    if "error" in res:
+        print(f"1M float16 case, {label}: FAIL (the child process failed)\n{res['error']}")
+        return False
+    ok = res["rss_peak"] < MILLION_LIMIT
+    print(f"1M x ({MILLION_DIM} + {MILLION_DIM}) float16 memmaps, select('qdiverse', 10 %), "
+          f"default b={res['batch_size']}, {label}:")
+    print(f"  M={res['budget']} ({res['unique']} unique), {res['n_batches']} batches, "
+          f"r median {res['r_median']:.0f}, wall time {res['seconds']:.1f} s "
+          f"({1e6 * res['seconds'] / MILLION_ROWS:.0f} us/row)")
+    print(f"  finiteness check (check_array_2d, both inputs): {res['check_seconds']:.2f} s, "
+          f"tracemalloc peak {mib(res['check_traced'])} MiB")
+    print(f"  RSS: {mib(res['rss_start'])} MiB before, {mib(res['rss_after_check'])} MiB peak "
+          f"after the check, peak {mib(res['rss_peak'])} MiB (VmHWM; sampled peaks: anon "
+          f"{mib(res['anon_peak'])} MiB, file-backed {mib(res['file_peak'])} MiB)"
+          + (f", device peak {mib(res['device_peak'])} MiB" if res.get("device_peak") else ""))
+    print(f"  peak RSS {res['rss_peak'] / 1e9:.2f} GB < 4 GB: {'PASS' if ok else 'FAIL'}")
+    return ok
 
 
 def run_million(args) -> int:
@@ -429,27 +560,28 @@ def run_million(args) -> int:
         write_clustered(quality, MILLION_ROWS, MILLION_DIM, dtype=np.float16,
                         seed=args.seed + 1, normalize=True)
         log(f"  done in {time.perf_counter() - t0:.1f} s; selecting (a few minutes) ...")
-        res = run_child({"kind": "million", "content": str(content), "quality": str(quality),
-                         "n": MILLION_ROWS, "fraction": 0.10, "seed": args.seed,
-                         "n_jobs": args.n_jobs})
+        job = {"kind": "million", "content": str(content), "quality": str(quality),
+               "n": MILLION_ROWS, "fraction": 0.10, "seed": args.seed, "n_jobs": args.n_jobs,
+               "picks": str(folder / "picks_numpy.npy")}
+        res = run_child(job)
+        res_t = None
+        if args.backend == "torch":
+            res_t = run_child({**job, "backend": "torch", "device": args.device,
+                               "torch_threads": args.torch_threads,
+                               "picks": str(folder / "picks_torch.npy")})
+            if "error" not in res and "error" not in res_t:
+                res_t.update(compare_picks(folder / "picks_numpy.npy",
+                                           folder / "picks_torch.npy"))
     finally:
         tmp.cleanup()
     header(args, reference=False)
-    if "error" in res:
-        print(f"1M float16 case: FAIL (the child process failed)\n{res['error']}")
-        return 1
-    ok = res["rss_peak"] < MILLION_LIMIT
-    print(f"1M x ({MILLION_DIM} + {MILLION_DIM}) float16 memmaps, select('qdiverse', 10 %), "
-          f"default b={res['batch_size']}, n_jobs={args.n_jobs}:")
-    print(f"  M={res['budget']} ({res['unique']} unique), {res['n_batches']} batches, "
-          f"r median {res['r_median']:.0f}, wall time {res['seconds']:.1f} s "
-          f"({1e6 * res['seconds'] / MILLION_ROWS:.0f} us/row)")
-    print(f"  finiteness check (check_array_2d, both inputs): {res['check_seconds']:.2f} s, "
-          f"tracemalloc peak {mib(res['check_traced'])} MiB")
-    print(f"  RSS: {mib(res['rss_start'])} MiB before, {mib(res['rss_after_check'])} MiB peak "
-          f"after the check, peak {mib(res['rss_peak'])} MiB (VmHWM; sampled peaks: anon "
-          f"{mib(res['anon_peak'])} MiB, file-backed {mib(res['file_peak'])} MiB)")
-    print(f"  peak RSS {res['rss_peak'] / 1e9:.2f} GB < 4 GB: {'PASS' if ok else 'FAIL'}")
+    ok = print_million(res, f"numpy, n_jobs={args.n_jobs}")
+    if res_t is not None:
+        ok = print_million(res_t, f"torch on {args.device!r}") and ok
+        if "error" not in res and "error" not in res_t:
+            print(f"  numpy/torch {res['seconds'] / res_t['seconds']:.2f} (same run); same "
+                  f"picks in the same order: {res_t['same_order']}, same set: "
+                  f"{res_t['same_set']}")
     return 0 if ok else 1
 
 
@@ -468,6 +600,12 @@ def main(argv=None) -> int:
                         help="run the reference for at least this long per case, then "
                              "extrapolate (default: 30)")
     parser.add_argument("--n-jobs", type=int, default=1, help="Q-Diverse worker processes")
+    parser.add_argument("--backend", choices=("numpy", "torch"), default="numpy",
+                        help="torch: also run backend='torch' and compare with numpy")
+    parser.add_argument("--device", default="cpu",
+                        help="device of the torch backend: cpu, cuda or cuda:<i> (default: cpu)")
+    parser.add_argument("--torch-threads", type=int, default=None,
+                        help="torch.set_num_threads in the torch child (default: torch's own)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tmpdir", default=None, help="where to write the memmaps")
     parser.add_argument("--blas-check", action="store_true",

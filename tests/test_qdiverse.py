@@ -1,7 +1,9 @@
-"""Q-Diverse: the properties of design note ``qdiverse.md`` §7 (PGCS items excluded).
+"""Q-Diverse: the properties of design note ``qdiverse.md`` §7 (PGCS items excluded), golden
+pick orders, and the torch backend against the numpy one.
 
-Small seeded fixtures only (N <= 400, a few dimensions) so the file runs in seconds; the two
-process-pool tests pay the workers' start-up once each.
+Small seeded fixtures only (N <= 400, a few dimensions) so the file runs in seconds; the
+process-pool tests pay the workers' start-up once each. torch runs on one thread (results,
+not speed, are checked here).
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import tracemalloc
 import numpy as np
 import pytest
 import scipy.linalg
+import torch
 from scipy.spatial.distance import cdist
 
 from qd_lib.selection import available_methods, get_method, select
@@ -21,15 +24,17 @@ from qd_lib.selection.methods.qdiverse import (
     QDIVERSE_PRESETS,
     qdiverse_preset,
 )
-from qd_lib.selection.spectral import (
-    allocate_budget,
+from qd_lib.selection.methods.qdiverse.affinity import squared_distances
+from qd_lib.selection.methods.qdiverse.batches import allocate_budget, batch_seed
+from qd_lib.selection.methods.qdiverse.greedy import greedy_logdet
+from qd_lib.selection.methods.qdiverse.spectral import (
     energy_rank,
-    greedy_logdet,
     nystrom_eigenvectors,
-    squared_distances,
     symmetric_normalize_inplace,
 )
 from qd_lib.utils.errors import UnknownNameError
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # ------------------------------------------------------------------------------ fixtures
@@ -103,6 +108,19 @@ def test_registered_with_the_spec_defaults():
     assert opts["allocation"] == "largest_remainder"
     assert set(opts) == set(QDIVERSE_DEFAULTS)
 
+
+
+def test_former_import_paths_still_resolve():
+    import qd_lib.selection.methods.qdiverse as package
+    import qd_lib.selection.spectral as former
+    from qd_lib.selection.methods.qdiverse import affinity, batches, greedy, spectral
+
+    for name in former.__all__:
+        home = next(m for m in (affinity, batches, greedy, spectral) if hasattr(m, name))
+        assert getattr(former, name) is getattr(home, name)
+    assert get_method("qdiverse").func is package.qdiverse_selection
+    assert set(package.__all__) == {"qdiverse_selection", "qdiverse_preset", "QDIVERSE_PRESETS",
+                                    "QDiversePreset", "QDIVERSE_DEFAULTS"}
 
 def test_selection_records_params_info_and_gains():
     sel = run(features(250), 0.2, batch_size=100, n_landmarks=40)
@@ -192,11 +210,9 @@ def test_seed_independent_when_every_row_is_a_landmark():
 
 
 def test_each_batch_draws_from_its_own_spawned_seed():
-    from qd_lib.selection.methods.qdiverse import _batch_seed
-
     root = np.random.SeedSequence(5)
     for i in range(3):
-        assert np.array_equal(_batch_seed(root, i).generate_state(4),
+        assert np.array_equal(batch_seed(root, i).generate_state(4),
                               np.random.SeedSequence(5).spawn(3)[i].generate_state(4))
     block = features(100, seed=6)
     twice = {k: np.vstack([v, v]) for k, v in block.items()}  # batch 1 repeats batch 0
@@ -760,3 +776,279 @@ def test_logs_the_retained_dimension_per_batch(caplog):
     for batch, r in enumerate(sel.info["r"]):
         assert any(m.startswith(f"batch {batch}: r={r} of 30 landmarks (energy 0.95)")
                    for m in messages)
+
+
+# ------------------------------------------------------------------------- golden pick order
+# Exact pick orders (and log-determinants) of seeded configurations, recorded from the
+# single-module implementation before it was split into the ``qdiverse`` package: any change
+# to the output of any stage (batching, allocation, landmarks, spectral embedding, greedy)
+# shows up here. The fixture is generic (no exact ties), so the order does not depend on BLAS
+# round-off.
+GOLDEN = {
+    "non_batch_all_landmarks": (
+        24, dict(seed=0, batch_size=None, n_landmarks=300), -35.08971171028957,
+        [0, 298, 289, 229, 1, 272, 248, 169, 129, 28, 266, 267, 181, 179, 26, 185, 167, 79, 19,
+         29, 75, 49, 43, 216]),
+    "batches_100_nystrom_40": (
+        36, dict(seed=7, batch_size=100, n_landmarks=40), -31.52429476860663,
+        [0, 13, 28, 78, 84, 1, 67, 99, 16, 3, 4, 83, 100, 163, 109, 106, 118, 169, 129, 125, 153,
+         166, 121, 108, 200, 289, 229, 253, 267, 266, 272, 222, 299, 248, 261, 298]),
+    "batches_70_uneven_nystrom_25": (
+        45, dict(seed=3, batch_size=70, n_landmarks=25), -35.47701924512335,
+        [0, 16, 57, 60, 49, 32, 29, 64, 14, 52, 26, 70, 104, 71, 92, 112, 131, 125, 95, 102, 136,
+         77, 140, 166, 158, 169, 152, 181, 203, 149, 178, 179, 210, 233, 266, 215, 267, 241, 222,
+         246, 253, 272, 280, 299, 289]),
+    "batches_128_all_landmarks": (
+        30, dict(seed=0, batch_size=128, n_landmarks=128), -25.963875923946166,
+        [0, 84, 112, 29, 22, 10, 120, 19, 79, 4, 94, 125, 92, 128, 179, 216, 167, 140, 224, 192,
+         175, 199, 248, 149, 181, 211, 256, 274, 289, 267]),
+    "shuffle_float64": (
+        33, dict(seed=11, batch_size=120, n_landmarks=50, batch_order="shuffle",
+                 distance_dtype="float64"), -27.21489147879953,
+        [2, 216, 83, 130, 169, 43, 276, 34, 282, 222, 29, 88, 148, 1, 233, 11, 299, 99, 94, 272,
+         118, 172, 298, 269, 134, 185, 0, 75, 258, 286, 85, 142, 19]),
+    "alternatives_a": (
+        40, dict(seed=5, batch_size=90, n_landmarks=30, combine="kernel", laplacian="rw",
+                 landmarks="kmeans++", eigen_power=1.0, row_normalize=True,
+                 first_pick="max_degree", allocation="sainte_lague"), -33.8021159924892,
+        [76, 10, 33, 28, 67, 3, 84, 43, 36, 14, 15, 88, 93, 94, 118, 112, 140, 106, 95, 167, 175,
+         152, 163, 102, 209, 266, 222, 245, 208, 253, 226, 238, 196, 189, 181, 193, 278, 275, 295,
+         273]),
+    "alternatives_b": (
+        50, dict(seed=9, batch_size=150, n_landmarks=60, combine="squared",
+                 distance_norm="median", drop_leading=True, first_pick="nearest_mean"),
+        -72.16017212027967,
+        [62, 106, 41, 135, 10, 130, 91, 28, 26, 144, 29, 114, 43, 84, 1, 16, 33, 19, 99, 90, 4,
+         129, 61, 75, 92, 209, 298, 299, 248, 208, 233, 226, 272, 276, 179, 151, 163, 175, 252,
+         264, 219, 167, 185, 293, 224, 222, 172, 261, 192, 181]),
+}
+#: float16 storage rounds the fixture: the same picks here, slightly different gains.
+GOLDEN_FLOAT16_LOGDET = {"batches_100_nystrom_40": -31.520684652459824,
+                         "batches_70_uneven_nystrom_25": -35.477009129255485}
+
+
+def golden_features():
+    return features(300, seed=31)
+
+
+def golden_float16_memmaps(folder):
+    """The golden fixture stored as float16 ``.npy`` files, opened as memmaps."""
+    mm = {}
+    for key, arr in golden_features().items():
+        np.save(folder / f"{key}.npy", arr.astype(np.float16))
+        mm[key] = np.load(folder / f"{key}.npy", mmap_mode="r")
+    return mm
+
+
+def assert_golden(sel, name, logdet=None):
+    _, _, expected_logdet, expected = GOLDEN[name]
+    assert sel.indices.tolist() == expected
+    assert np.isfinite(sel.gains).all()
+    assert np.sum(np.log(sel.gains)) == pytest.approx(
+        expected_logdet if logdet is None else logdet, rel=1e-9, abs=0)
+
+
+@pytest.mark.parametrize("name", sorted(GOLDEN))
+def test_golden_pick_order(name):
+    budget, opts, _, _ = GOLDEN[name]
+    assert_golden(run(golden_features(), budget, **opts), name)
+
+
+def test_golden_pick_order_from_a_fake_client():
+    budget, opts, _, _ = GOLDEN["batches_100_nystrom_40"]
+    sel = run(golden_features(), budget, client=FakeClient(), **opts)
+    assert sel.info["executor"] == "client"
+    assert_golden(sel, "batches_100_nystrom_40")
+
+
+def test_golden_pick_order_from_float16_memmaps_serial_and_in_workers(tmp_path):
+    mm = golden_float16_memmaps(tmp_path)
+    for name, logdet in GOLDEN_FLOAT16_LOGDET.items():
+        budget, opts, _, _ = GOLDEN[name]
+        assert_golden(run(mm, budget, **opts), name, logdet)
+    name = "batches_70_uneven_nystrom_25"
+    budget, opts, _, _ = GOLDEN[name]
+    par = run(mm, budget, n_jobs=2, **opts)
+    assert par.info["executor"] == "processes" and par.info["data_transport"] == "path"
+    assert_golden(par, name, GOLDEN_FLOAT16_LOGDET[name])
+
+
+# ------------------------------------------------------------------------------ torch backend
+# backend="torch" runs the kernels in torch (here on the CPU; the CUDA test runs where a GPU
+# is present). The BLAS/LAPACK kernels round differently from numpy's, so gains agree to
+# round-off and the picks are the same on these tie-free fixtures (exact ties are broken the
+# same way by both backends: lowest index within the same tolerance).
+TORCH_CPU = dict(backend="torch", device="cpu")
+GAIN_RTOL = 1e-9  # measured: about 1e-13 relative on these fixtures
+
+
+def assert_same_selection(a, b):
+    assert np.array_equal(a.indices, b.indices)
+    assert a.info["r"] == b.info["r"]
+    np.testing.assert_allclose(b.gains, a.gains, rtol=GAIN_RTOL, atol=0)
+
+
+@pytest.mark.parametrize("name", sorted(GOLDEN))
+def test_torch_backend_reproduces_the_golden_pick_order(name):
+    budget, opts, _, _ = GOLDEN[name]
+    sel = run(golden_features(), budget, **opts, **TORCH_CPU)
+    assert_golden(sel, name)
+    assert (sel.params["backend"], sel.params["device"]) == ("torch", "cpu")
+
+
+@pytest.mark.parametrize("option, value", [
+    ("distance_norm", "none"), ("combine", "kernel"), ("bandwidth", 0.3), ("self_loops", False),
+    ("laplacian", "rw"), ("laplacian", "none"), ("landmarks", "kmeans++"), ("eigen_power", 1.0),
+    ("drop_leading", True), ("row_normalize", True), ("first_pick", "max_degree"),
+    ("first_pick", "nearest_mean"), ("gamma", 0.0), ("gamma", 1.0), ("energy", 1.0),
+    ("distance_dtype", "float64"),
+])
+def test_torch_backend_matches_numpy_for_every_option(option, value):
+    feats = features(230, seed=20)
+    opts = dict(seed=1, batch_size=80, n_landmarks=30, **{option: value})
+    assert_same_selection(run(feats, 31, **opts), run(feats, 31, **opts, **TORCH_CPU))
+
+
+def test_torch_backend_streams_float16_memmaps_batch_by_batch(tmp_path, monkeypatch):
+    from qd_lib.selection.methods.qdiverse.torch_backend import TorchBackend
+
+    mm = golden_float16_memmaps(tmp_path)
+    received = []
+    original = TorchBackend.from_host
+
+    def spy(self, block):
+        received.append((block.shape, block.dtype))
+        return original(self, block)
+
+    monkeypatch.setattr(TorchBackend, "from_host", spy)
+    name = "batches_70_uneven_nystrom_25"
+    budget, opts, _, _ = GOLDEN[name]
+    assert_golden(run(mm, budget, **opts, **TORCH_CPU), name, GOLDEN_FLOAT16_LOGDET[name])
+    # each embedding goes to the device once per batch, as stored (float16), <= 70 rows
+    assert len(received) == 2 * 5
+    assert all(dtype == np.float16 and shape[0] <= 70 for shape, dtype in received)
+    client = run(mm, budget, client=FakeClient(), **opts, **TORCH_CPU)
+    assert_golden(client, name, GOLDEN_FLOAT16_LOGDET[name])
+
+
+@pytest.mark.parametrize("case", ["constant", "duplicates", "b1", "m_eq_b"])
+def test_torch_backend_matches_numpy_on_degenerate_batches(case):
+    if case == "constant":
+        feats, budget, opts = ({"content": np.ones((50, 4)), "quality": np.full((50, 3), 2.0)},
+                               10, dict(batch_size=None))
+    elif case == "duplicates":
+        base = features(60, seed=8)
+        feats = {k: np.vstack([v, v[:30]]) for k, v in base.items()}
+        budget, opts = 70, dict(batch_size=None, n_landmarks=90)
+    elif case == "b1":
+        feats, budget, opts = features(41), 20, dict(batch_size=10)
+    else:
+        feats, budget, opts = features(30), 30, dict(batch_size=10)
+    ref = run(feats, budget, **opts)
+    dev = run(feats, budget, **opts, **TORCH_CPU)
+    assert np.array_equal(ref.indices, dev.indices)
+    np.testing.assert_allclose(dev.gains, ref.gains, rtol=GAIN_RTOL, equal_nan=True)
+    if case == "constant":
+        assert dev.indices.tolist() == list(range(10))
+
+
+def _torch_kernels():
+    from qd_lib.selection.methods.qdiverse.torch_backend import torch_backend
+
+    return torch_backend("cpu")
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_torch_greedy_logdet_matches_the_numpy_kernel(seed):
+    xp = _torch_kernels()
+    K = rbf_kernel(60, seed=seed)
+    for first in (None, 7):
+        picks, gains = greedy_logdet(K, 25, eps=1e-6, first=first)
+        t_picks, t_gains = xp.greedy_logdet(torch.from_numpy(K), 25, eps=1e-6, first=first)
+        assert t_picks.tolist() == picks.tolist() and t_picks.dtype == np.int64
+        np.testing.assert_allclose(t_gains, gains, rtol=1e-12)
+    ones = torch.ones((12, 12), dtype=torch.float64)  # every step an exact tie
+    assert xp.greedy_logdet(ones, 12)[0].tolist() == list(range(12))
+    near = np.diag([1.0 - 1e-14, 1.0, 0.5])  # within the tie tolerance: the lower index wins
+    assert greedy_logdet(near, 2)[0].tolist() == [0, 1]
+    assert xp.greedy_logdet(torch.from_numpy(near), 2)[0].tolist() == [0, 1]
+    assert xp.greedy_logdet(ones, 0)[0].shape == (0,)
+    with pytest.raises(ValueError, match="n_select"):
+        xp.greedy_logdet(ones, 13)
+
+
+@pytest.mark.parametrize("n", [2, 4, 5, 7, 40])  # 1, 6, 10, 21, 780 values above the diagonal
+def test_torch_median_and_distances_follow_the_numpy_kernels(n):
+    from qd_lib.selection.methods.qdiverse.affinity import offdiag_median
+
+    xp = _torch_kernels()
+    X = np.random.default_rng(n).standard_normal((n, 5))
+    D2 = squared_distances(X, dtype=np.float64)
+    T2 = xp.squared_distances(torch.from_numpy(X), "float64")
+    assert not T2.diagonal().any() and (T2 >= 0).all()
+    np.testing.assert_allclose(T2.numpy(), D2, rtol=1e-10, atol=1e-12)
+    for sqrt in (False, True):  # numpy's median: the mean of the two middle values
+        assert xp.offdiag_median(torch.from_numpy(D2), sqrt=sqrt) == \
+            offdiag_median(D2.copy(), sqrt=sqrt)
+
+
+def test_torch_nystrom_spans_the_numpy_subspace():
+    xp = _torch_kernels()
+    S = _normalised_affinity(seed=1)
+    marks = np.sort(np.random.default_rng(0).choice(80, 30, replace=False))
+    Z, lam, r = nystrom_eigenvectors(S.copy(), marks, 0.9)
+    tZ, t_lam, t_r = xp.nystrom_eigenvectors(torch.from_numpy(S), marks, 0.9)
+    assert t_r == r
+    np.testing.assert_allclose(t_lam.numpy(), lam, atol=1e-12)
+    np.testing.assert_allclose((tZ @ tZ.T).numpy(), Z @ Z.T, atol=1e-8)  # sign/rotation free
+
+
+def test_backend_and_device_options_are_checked(monkeypatch):
+    feats = features(50)
+    with pytest.raises(ValueError) as info:
+        run(feats, 5, backend="jax")
+    assert all(w in str(info.value) for w in ("'backend'", "'numpy'", "'torch'", "'jax'"))
+    with pytest.raises(ValueError, match=r"'device'.*backend='numpy'.*'cuda'"):
+        run(feats, 5, device="cuda")
+    with pytest.raises(TypeError, match=r"'device'.* 3 of type int"):
+        run(feats, 5, device=3, backend="torch")
+    with pytest.raises(ValueError, match=r"'device'.*'gpu'"):
+        run(feats, 5, device="gpu", backend="torch")
+    with pytest.raises(ValueError, match=r"'n_jobs'.*backend='torch'.*n_jobs=2"):
+        run(feats, 5, n_jobs=2, **TORCH_CPU)
+    assert run(feats, 5, device="auto").params["device"] == "cpu"  # numpy runs on the host
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for name in ("cuda", "cuda:1"):
+        with pytest.raises(ValueError) as info:
+            run(feats, 5, backend="torch", device=name)
+        message = str(info.value)
+        assert "'device'" in message and f"Got {name!r}" in message
+        assert "CUDA is not available" in message
+    assert run(feats, 5, backend="torch", device="auto").params["device"] == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(ValueError, match=r"1 CUDA device.*Got 'cuda:3'"):
+        run(feats, 5, backend="torch", device="cuda:3")
+
+
+def test_float32_gemm_falls_back_to_float64_under_reduced_precision(monkeypatch):
+    from qd_lib.selection.methods.qdiverse import torch_backend as tb
+
+    xp = tb.TorchBackend("cpu")
+    assert xp._gemm_dtype("float32") is torch.float32
+    monkeypatch.setattr(tb, "_reduced_fp32_matmul", lambda device: True)
+    assert xp._gemm_dtype("float32") is torch.float64
+    assert xp._gemm_dtype("float64") is torch.float64
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_backend_reproduces_the_golden_pick_order(tmp_path):
+    for name, (budget, opts, _, _) in sorted(GOLDEN.items()):
+        sel = run(golden_features(), budget, **opts, backend="torch", device="cuda")
+        assert_golden(sel, name)
+        assert sel.params["device"] == "cuda"
+    mm = golden_float16_memmaps(tmp_path)
+    for name, logdet in GOLDEN_FLOAT16_LOGDET.items():
+        budget, opts, _, _ = GOLDEN[name]
+        assert_golden(run(mm, budget, **opts, backend="torch", device="cuda:0"), name, logdet)
