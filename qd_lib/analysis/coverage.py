@@ -15,6 +15,9 @@ For a coreset S of a training split T:
 ``covering_radius``
     max over t ∈ T of min over s ∈ S of ‖x_t − x_s‖ in an embedding space, divided by the
     same quantity for a single centre at the mean (so 1 means "no better than one point").
+``mean_nearest``
+    The mean instead of the max: how far the typical training image is from the coreset (a
+    density fit; a coreset that follows the data's density keeps it small).
 """
 from __future__ import annotations
 
@@ -68,11 +71,46 @@ def mos_coverage(mos_full, mos_subset, *, mos_range, bins: int = 10) -> dict[str
     }
 
 
+def nearest_selected_distances(features, selected, *, chunk_size: int = 4096) -> np.ndarray:
+    """Distance from every row of ``features`` to its nearest selected row (0 for the selected
+    rows themselves), in row chunks (memory O(chunk · |S|)), never as an N×N matrix.
+
+    Parameters
+    ----------
+    features : array-like of shape (n, d)
+    selected : array-like of int
+        Row indices of the coreset (non-empty).
+
+    Returns
+    -------
+    ndarray of shape (n,), float64
+    """
+    X = check_array_2d(features, "features")
+    idx = np.asarray(selected, dtype=np.int64)
+    if idx.ndim != 1 or len(idx) == 0 or idx.min() < 0 or idx.max() >= len(X):
+        raise ValueError(f"The 'selected' parameter must be non-empty row indices in "
+                         f"[0, {len(X)}).")
+    centres = np.asarray(X[idx], dtype=np.float64)
+    c_sq = (centres ** 2).sum(1)
+    out = np.empty(len(X))
+    for start in range(0, len(X), chunk_size):
+        block = np.asarray(X[start:start + chunk_size], dtype=np.float64)
+        d2 = (block ** 2).sum(1)[:, None] + c_sq[None, :] - 2.0 * block @ centres.T
+        out[start:start + len(block)] = np.sqrt(np.maximum(d2, 0).min(1))
+    out[idx] = 0.0
+    return out
+
+
+def _one_point_distances(X, chunk_size: int) -> np.ndarray:
+    """Distances to the single row nearest the mean: the reference for normalisation."""
+    X64 = np.asarray(X, dtype=np.float64)
+    nearest = int(np.argmin(((X64 - X64.mean(0)) ** 2).sum(1)))
+    return nearest_selected_distances(X, [nearest], chunk_size=chunk_size)
+
+
 def covering_radius(features, selected, *, normalize: bool = True,
                     chunk_size: int = 4096) -> float:
     """Largest distance from any row of ``features`` to its nearest selected row.
-
-    Computed in row chunks (memory O(chunk · |S|)), never as an N×N matrix.
 
     Parameters
     ----------
@@ -83,24 +121,21 @@ def covering_radius(features, selected, *, normalize: bool = True,
         Divide by the covering radius of the single point nearest the mean, so values are
         comparable across embeddings (1 = no better than one well-placed point).
     """
-    X = check_array_2d(features, "features")
-    idx = np.asarray(selected, dtype=np.int64)
-    if idx.ndim != 1 or len(idx) == 0 or idx.min() < 0 or idx.max() >= len(X):
-        raise ValueError(f"The 'selected' parameter must be non-empty row indices in "
-                         f"[0, {len(X)}).")
-    centres = np.asarray(X[idx], dtype=np.float64)
-    c_sq = (centres ** 2).sum(1)
-    radius = 0.0
-    for start in range(0, len(X), chunk_size):
-        block = np.asarray(X[start:start + chunk_size], dtype=np.float64)
-        d2 = (block ** 2).sum(1)[:, None] + c_sq[None, :] - 2.0 * block @ centres.T
-        radius = max(radius, float(np.sqrt(max(0.0, np.maximum(d2, 0).min(1).max()))))
+    radius = float(nearest_selected_distances(features, selected, chunk_size=chunk_size).max())
     if not normalize:
         return radius
-    mean = np.asarray(X, dtype=np.float64).mean(0)
-    nearest = int(np.argmin(((np.asarray(X, dtype=np.float64) - mean) ** 2).sum(1)))
-    base = covering_radius(X, [nearest], normalize=False, chunk_size=chunk_size)
+    base = float(_one_point_distances(features, chunk_size).max())
     return radius / base if base > 0 else 0.0
+
+
+def embedding_coverage(features, selected, *, chunk_size: int = 4096) -> dict[str, float]:
+    """Covering radius (worst case) and mean nearest-selected distance (density fit: how far
+    the typical training image is from the coreset), both divided by the same quantity for the
+    single row nearest the mean, from one pass over the distances."""
+    d = nearest_selected_distances(features, selected, chunk_size=chunk_size)
+    base = _one_point_distances(features, chunk_size)
+    return {"covering_radius": float(d.max() / base.max()) if base.max() > 0 else 0.0,
+            "mean_nearest": float(d.mean() / base.mean()) if base.mean() > 0 else 0.0}
 
 
 def coverage_table(mos, selections, *, mos_range, features=None, bins: int = 10) -> pd.DataFrame:

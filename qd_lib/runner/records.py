@@ -53,7 +53,8 @@ def collect_runs(runs_root=None, *, status: str | None = "ok", sweep: str | None
     -------
     pandas.DataFrame
         Columns: run_id, sweep, dataset, scheme, model, config, method, fraction, seed, status,
-        the metrics (srcc, plcc, plcc_logistic, krcc, rmse), best_srcc/best_plcc/best_epoch
+        the metrics (srcc, plcc, plcc_logistic, krcc, rmse), val_srcc/val_plcc/val_epoch (the
+        last validation, where the recipe had ``val_every``), best_srcc/best_plcc/best_epoch
         (best on test, where recorded), n_train, n_test, test_split_hash, inference_policy
         (JSON text), epoch_rule, label_norm, plcc_variant, proxy, features, seconds, error,
         spec_hash, git_commit, git_dirty, versions (JSON text), settings (JSON text of the run
@@ -79,6 +80,7 @@ def collect_runs(runs_root=None, *, status: str | None = "ok", sweep: str | None
             "method": record.get("method"), "fraction": record.get("fraction"),
             "seed": record.get("seed"), "status": record.get("status"),
             **{name: _num(metrics.get(name)) for name in METRICS},
+            **_last_val(record.get("history")),
             "best_srcc": _num(best.get("srcc")), "best_plcc": _num(best.get("plcc")),
             "best_epoch": best.get("epoch"),
             "n_train": record.get("n_train"), "n_test": record.get("n_test"),
@@ -112,7 +114,17 @@ def collect_runs(runs_root=None, *, status: str | None = "ok", sweep: str | None
     return table.reset_index(drop=True)
 
 
-_NOT_SETTINGS = ("seed", "sweep", "root")
+_NOT_SETTINGS = ("seed", "sweep", "root", "alias")
+
+
+def _last_val(history) -> dict:
+    """SRCC/PLCC on the validation split after the last epoch that was validated (NaN when
+    the run had no validation: recipe ``val_every``)."""
+    for entry in reversed(history or []):
+        if isinstance(entry, dict) and "val" in entry:
+            return {"val_srcc": _num(entry["val"].get("srcc")),
+                    "val_plcc": _num(entry["val"].get("plcc")), "val_epoch": entry.get("epoch")}
+    return {"val_srcc": float("nan"), "val_plcc": float("nan"), "val_epoch": None}
 
 
 def _settings(spec) -> dict:

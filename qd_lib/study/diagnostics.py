@@ -1,0 +1,130 @@
+"""Training-free diagnostics of coresets at scale, and which of them predicts trained SRCC.
+
+For every method × fraction × seed the coreset of the training split is selected exactly as a
+trained run of the study selects it (:func:`qd_lib.selection.records.select_on_dataset`, same
+features, MOS convention and seed), then measured without training:
+
+MOS (normalised, :func:`qd_lib.features.selection_mos`)
+    ``ks`` (Kolmogorov–Smirnov to the training split), ``wasserstein`` (Wasserstein-1 / range),
+    ``bins_hit`` (share of occupied MOS deciles also hit), ``range_ratio``.
+Embedding spaces (``content``, ``quality``, and ``embedding``: the baselines' LIQE stand-in)
+    ``covering_radius_<space>`` (worst case) and ``mean_nearest_<space>`` (density fit), both
+    relative to one well-placed point (:func:`qd_lib.analysis.embedding_coverage`).
+
+:func:`diagnostic_correlations` then ranks the diagnostics by their Spearman correlation with
+the trained SRCC of the same (method, fraction, seed) over all study runs.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from qd_lib.analysis import embedding_coverage, mos_coverage
+from qd_lib.features import NORMALIZED_MOS_RANGE, feature_inputs, selection_mos
+from qd_lib.utils.progress import progress
+
+logger = logging.getLogger(__name__)
+
+SPACES = ("content", "quality", "embedding")
+MOS_KEYS = ("ks", "wasserstein", "bins_hit", "range_ratio")
+DIAGNOSTICS = MOS_KEYS + tuple(f"{k}_{s}" for s in SPACES
+                               for k in ("covering_radius", "mean_nearest"))
+DIAGNOSTIC_FRACTIONS = (0.01, 0.05, 0.1, 0.3)
+
+
+def coreset_diagnostics(indices, mos, spaces: dict[str, np.ndarray], *, bins: int = 10
+                        ) -> dict[str, float]:
+    """The diagnostics of one coreset (``indices`` into the training rows)."""
+    idx = np.asarray(indices, dtype=np.int64)
+    out = mos_coverage(mos, mos[idx], mos_range=NORMALIZED_MOS_RANGE, bins=bins)
+    row = {k: out[k] for k in MOS_KEYS}
+    for name, X in spaces.items():
+        cov = embedding_coverage(X, idx)
+        row[f"covering_radius_{name}"] = cov["covering_radius"]
+        row[f"mean_nearest_{name}"] = cov["mean_nearest"]
+    return row
+
+
+def run_diagnostics(dataset, methods: Sequence[str], fractions: Sequence[float] =
+                    DIAGNOSTIC_FRACTIONS, seeds: Sequence[int] = tuple(range(10)), *,
+                    feature_set="offline", options: dict | None = None,
+                    show_progress: bool | None = None, **extract_options) -> pd.DataFrame:
+    """Select and measure every method × fraction × seed (no training).
+
+    Parameters
+    ----------
+    dataset : LoadedDataset
+    methods : sequence of str
+        Registered methods; a method may be given as ``(name, label, options)`` to measure a
+        variant (the ablation does).
+    fractions, seeds : sequences
+    feature_set : str or mapping, default="offline"
+    options : dict, optional
+        ``{method: {option: value}}`` for plain method names.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per method × fraction × seed: ``method``, ``fraction``, ``seed``, ``budget``,
+        ``seconds`` (selection only) and :data:`DIAGNOSTICS`.
+    """
+    from qd_lib.selection import get_method
+    from qd_lib.selection.records import select_on_dataset
+
+    rows = dataset.indices("train")
+    mos = selection_mos(dataset, rows)
+    entries = [(m, m, (options or {}).get(m, {})) if isinstance(m, str) else tuple(m)
+               for m in methods]
+    roles = sorted({r for name, _, _ in entries for r in get_method(name).inputs} | set(SPACES)
+                   - {"probs"})
+    base = feature_inputs(roles, dataset, rows, feature_set=feature_set, **extract_options)
+    spaces = {s: base[s] for s in SPACES}
+    out = []
+    tasks = [(s, e, f) for s in seeds for e in entries for f in fractions]
+    for seed, (name, label, opts), fraction in progress(tasks, desc="diagnostics",
+                                                        enabled=show_progress):
+        inputs = dict(base)
+        if "probs" in get_method(name).inputs:  # the label-free stand-in is seeded
+            inputs.update(feature_inputs(("probs",), dataset, rows, feature_set=feature_set,
+                                         seed=seed, **extract_options))
+        started = time.perf_counter()
+        result = select_on_dataset(dataset, name, fraction, feature_set=feature_set,
+                                   seed=seed, options=opts, features=inputs)
+        seconds = time.perf_counter() - started
+        out.append({"method": label, "fraction": float(fraction), "seed": int(seed),
+                    "budget": result.selection.budget, "seconds": round(seconds, 3),
+                    **coreset_diagnostics(result.selection.indices, mos, spaces)})
+    return pd.DataFrame(out)
+
+
+def diagnostic_correlations(diagnostics: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """Spearman correlation of each diagnostic with trained SRCC, over the study runs that have
+    a diagnostic row of the same method, fraction and seed (per model, and pooled).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``model``, ``diagnostic``, ``spearman``, ``p``, ``n``; sorted by |spearman| within a
+        model. A negative value means "lower is better" (e.g. KS).
+    """
+    from scipy.stats import spearmanr
+
+    keys = ["method", "fraction", "seed"]
+    merged = runs.merge(diagnostics, on=keys, how="inner")
+    rows = []
+    for model, group in [("all", merged), *merged.groupby("model", sort=True)]:
+        for name in DIAGNOSTICS:
+            if name not in group or group[name].nunique() < 2 or len(group) < 3:
+                continue
+            rho, p = spearmanr(group[name], group["srcc"])
+            rows.append({"model": model, "diagnostic": name, "spearman": float(rho),
+                         "p": float(p), "n": int(len(group))})
+    out = pd.DataFrame(rows)
+    if out.empty:
+        return out
+    out["_order"] = -out["spearman"].abs()
+    return out.sort_values(["model", "_order"]).drop(columns="_order").reset_index(drop=True)

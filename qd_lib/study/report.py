@@ -1,0 +1,204 @@
+"""The study's tables: trained runs → ``runs.csv`` → ``summary.csv`` (and its Markdown view).
+
+``runs.csv`` holds one row per finished run of the study's sweep(s), straight from the run
+records. ``summary.csv`` is computed from ``runs.csv`` alone (:func:`summarise_study`), so it
+says exactly what ``runs.csv`` says: per dataset × model × fraction × method, the mean SRCC
+and PLCC over seeds with a bootstrap 95 % interval, and the paired comparison with Random
+(mean per-seed difference, its bootstrap interval, the Wilcoxon signed-rank p-value, wins out of
+pairs, and a marker; see :mod:`qd_lib.study.stats`).
+"""
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from qd_lib.data.budget import fraction_label
+from qd_lib.study.stats import bootstrap_ci, paired_comparison, significance_marker
+
+logger = logging.getLogger(__name__)
+
+BASELINE = "random"
+RUN_COLUMNS = ("dataset", "model", "config", "method", "fraction", "seed", "srcc", "plcc",
+               "val_srcc", "val_plcc", "krcc", "n_train", "n_test", "epochs", "features",
+               "proxy", "sweep", "run_id")
+CELL = ("dataset", "model", "method", "fraction")
+METHOD_ORDER = ("random", "herding", "kcenter", "contextual_diversity", "moderate", "pgcs",
+                "qdiverse", "full")
+METHOD_LABELS = {"random": "Random", "herding": "Herding", "kcenter": "k-Center Greedy",
+                 "contextual_diversity": "Contextual Diversity", "moderate": "Moderate",
+                 "pgcs": "PGCS", "qdiverse": "Q-Diverse", "full": "Full"}
+
+
+def method_label(method: str) -> str:
+    """Display name of a method (variants keep their own names)."""
+    return METHOD_LABELS.get(method, method)
+
+
+def _method_rank(method: str) -> tuple:
+    return (METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER), method)
+
+
+def study_runs(sweeps: Sequence, runs_root=None) -> pd.DataFrame:
+    """One row per finished (``ok``) run of the sweep files' current grids, with
+    :data:`RUN_COLUMNS`, sorted by cell and seed.
+
+    Method variants (a sweep's method entry with ``params``) get their options in the name:
+    ``qdiverse[batch_order=shuffled]`` (:func:`variant_name`), so each is a cell of its own.
+    """
+    from qd_lib.runner import sweep_runs
+
+    frames = []
+    for sweep in sweeps:
+        runs = sweep_runs(sweep, runs_root)
+        if len(runs):
+            frames.append(runs)
+    if not frames:
+        raise ValueError(f"No finished run of {list(map(str, sweeps))} was found; run the "
+                         "sweep(s) first (python -m qd_lib.runner sweep FILE).")
+    runs = pd.concat(frames, ignore_index=True)
+    runs["method"] = [_variant_name(m, s) for m, s in zip(runs["method"], runs["settings"])]
+    runs["epochs"] = [_epochs(s) for s in runs["settings"]]
+    out = runs[[c for c in RUN_COLUMNS if c in runs.columns]].copy()
+    out["_rank"] = [_method_rank(m) for m in out["method"]]
+    out = out.sort_values(["dataset", "model", "fraction", "_rank", "seed"]).drop(
+        columns="_rank")
+    return out.reset_index(drop=True)
+
+
+def variant_name(method: str, params: dict | None) -> str:
+    """``qdiverse`` for default options, ``qdiverse[batch_order=shuffled,gamma=0.7]`` else."""
+    if not params:
+        return method
+    return f"{method}[" + ",".join(f"{k}={params[k]}" for k in sorted(params)) + "]"
+
+
+def _variant_name(method: str, settings) -> str:
+    import json
+
+    params = (json.loads(settings) or {}).get("method_params", {}) if settings else {}
+    return variant_name(method, params if isinstance(params, dict) else None)
+
+
+def _epochs(settings):
+    import json
+
+    spec = json.loads(settings) if settings else {}
+    return (spec.get("overrides") or {}).get("epochs")
+
+
+def summarise_study(runs: pd.DataFrame, *, baseline: str = BASELINE, confidence: float = 0.95,
+                    n_boot: int = 10_000) -> pd.DataFrame:
+    """Per dataset × model × fraction × method: mean, bootstrap CI, and the paired comparison
+    with ``baseline`` on the seeds both have.
+
+    Raises
+    ------
+    ValueError
+        If a cell holds two runs of one seed (a mean must not count a run twice).
+    """
+    dup = runs.duplicated(list(CELL) + ["seed"], keep=False)
+    if dup.any():
+        raise ValueError(f"{int(dup.sum())} runs share a cell and a seed, e.g. "
+                         f"{runs.loc[dup, 'run_id'].tolist()[:2]}; filter the runs first.")
+    rows = []
+    for key, group in runs.groupby(list(CELL), sort=False):
+        cell = dict(zip(CELL, key))
+        row = {**cell, "n_seeds": int(group["seed"].nunique())}
+        for metric in ("srcc", "plcc"):
+            values = group[metric].to_numpy(dtype=float)
+            low, high = bootstrap_ci(values, confidence=confidence, n_boot=n_boot)
+            row.update({f"{metric}_mean": float(values.mean()),
+                        f"{metric}_std": float(values.std(ddof=1)) if len(values) > 1
+                        else math.nan, f"{metric}_low": low, f"{metric}_high": high})
+        base = runs[(runs["dataset"] == cell["dataset"]) & (runs["model"] == cell["model"])
+                    & (runs["fraction"] == cell["fraction"]) & (runs["method"] == baseline)]
+        paired = group.merge(base[["seed", "srcc", "plcc"]], on="seed", suffixes=("", "_base"))
+        if cell["method"] != baseline and len(paired):
+            for metric in ("srcc", "plcc"):
+                cmp = paired_comparison(paired[metric], paired[f"{metric}_base"],
+                                        confidence=confidence, n_boot=n_boot)
+                row.update({f"{metric}_diff": cmp["diff_mean"],
+                            f"{metric}_diff_low": cmp["diff_low"],
+                            f"{metric}_diff_high": cmp["diff_high"],
+                            f"{metric}_p": cmp["p_wilcoxon"], f"{metric}_wins": cmp["wins"]})
+            row.update({"n_pairs": cmp["n_pairs"], "p_min": cmp["p_min"],
+                        "marker": significance_marker(row["srcc_diff_low"],
+                                                      row["srcc_diff_high"], row["srcc_p"])})
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    out["_rank"] = [_method_rank(m) for m in out["method"]]
+    out = out.sort_values(["dataset", "model", "fraction", "_rank"]).drop(columns="_rank")
+    return out.reset_index(drop=True)
+
+
+def _fmt(value, digits: int = 3, signed: bool = False) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
+
+
+def summary_markdown(summary: pd.DataFrame, *, proxy: bool = True) -> str:
+    """The summary as Markdown: one table per dataset × model, rows fraction × method."""
+    lines = []
+    if proxy:
+        lines += ["**PROXY benchmark**: MOS from full-reference metrics, not human ratings.", ""]
+    lines += ["SRCC mean over seeds [bootstrap 95 % CI]; Δ = mean paired difference with Random "
+              "(same seed) [bootstrap 95 % CI], two-sided Wilcoxon signed-rank p, wins/pairs. "
+              "▲/▼: better/worse than Random by both the CI and p < 0.05; △/▽: by the CI only.",
+              ""]
+    for (dataset, model), table in summary.groupby(["dataset", "model"], sort=False):
+        lines += [f"### {dataset} · {model}", "",
+                  "| fraction | method | seeds | SRCC [95 % CI] | Δ SRCC vs Random [95 % CI] "
+                  "| p | wins | |", "|---|---|---:|---|---|---:|---:|---|"]
+        for _, r in table.iterrows():
+            ci = f"{_fmt(r['srcc_mean'])} [{_fmt(r['srcc_low'])}, {_fmt(r['srcc_high'])}]"
+            if r["method"] == BASELINE or pd.isna(r.get("srcc_diff")):
+                diff, p, wins, mark = "–", "–", "–", ""
+            else:
+                diff = (f"{_fmt(r['srcc_diff'], signed=True)} "
+                        f"[{_fmt(r['srcc_diff_low'], signed=True)}, "
+                        f"{_fmt(r['srcc_diff_high'], signed=True)}]")
+                p = _fmt(r["srcc_p"], 3)
+                wins = f"{int(r['srcc_wins'])}/{int(r['n_pairs'])}"
+                mark = r["marker"] or ""
+            lines.append(f"| {fraction_label(r['fraction'])} | {method_label(r['method'])} | "
+                         f"{int(r['n_seeds'])} | {ci} | {diff} | {p} | {wins} | {mark} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_study_tables(runs: pd.DataFrame, folder, *, proxy: bool = True,
+                       provenance: dict | None = None) -> dict[str, Path]:
+    """Write ``runs.csv`` and, computed from that file, ``summary.csv``/``summary.md`` into
+    ``folder`` (atomically); return the paths."""
+    from qd_lib.utils.io import atomic_write_text
+
+    folder = Path(folder)
+    runs_path = atomic_write_text(folder / "runs.csv", runs.to_csv(index=False,
+                                                                   float_format="%.6f"))
+    summary = summarise_study(pd.read_csv(runs_path))  # exactly what runs.csv says
+    paths = {"runs": runs_path,
+             "summary": atomic_write_text(folder / "summary.csv", summary.to_csv(
+                 index=False, float_format="%.6f")),
+             "summary_md": atomic_write_text(folder / "summary.md",
+                                             summary_markdown(summary, proxy=proxy))}
+    if provenance is not None:
+        from qd_lib.utils.io import atomic_write_json
+
+        paths["json"] = atomic_write_json(folder / "study.json", provenance)
+    logger.info("wrote %s", ", ".join(str(p) for p in paths.values()))
+    return paths
+
+
+def srcc_arrays(summary: pd.DataFrame, dataset: str, model: str, method: str
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(fractions, mean, low, high) of one method's SRCC curve, sorted by fraction."""
+    rows = summary[(summary["dataset"] == dataset) & (summary["model"] == model)
+                   & (summary["method"] == method)].sort_values("fraction")
+    return (rows["fraction"].to_numpy(float), rows["srcc_mean"].to_numpy(float),
+            rows["srcc_low"].to_numpy(float), rows["srcc_high"].to_numpy(float))

@@ -1,0 +1,86 @@
+"""The evidence study: paired statistics, runs.csv → summary.csv, diagnostics, figures."""
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from qd_lib.study.report import summarise_study, summary_markdown, variant_name
+from qd_lib.study.stats import (
+    bootstrap_ci,
+    min_wilcoxon_p,
+    paired_comparison,
+    significance_marker,
+)
+
+
+def test_bootstrap_interval_covers_the_mean_and_is_reproducible():
+    x = np.random.default_rng(0).normal(0.7, 0.05, 8)
+    low, high = bootstrap_ci(x, seed=1)
+    assert low < x.mean() < high and high - low < 0.1
+    assert bootstrap_ci(x, seed=1) == (low, high)
+    assert all(math.isnan(v) for v in bootstrap_ci([0.5]))
+    with pytest.raises(ValueError, match="finite"):
+        bootstrap_ci([0.5, float("nan")])
+    with pytest.raises(ValueError, match="'confidence' parameter"):
+        bootstrap_ci(x, confidence=1.0)
+
+
+def test_paired_comparison_uses_the_pairs():
+    base = np.array([0.60, 0.70, 0.65, 0.75, 0.62, 0.68])
+    better = base + np.array([0.02, 0.03, 0.01, 0.02, 0.04, 0.02])  # always a bit better
+    cmp = paired_comparison(better, base)
+    assert cmp["diff_mean"] == pytest.approx(0.02333, abs=1e-4) and cmp["wins"] == 6
+    assert cmp["diff_low"] > 0 and cmp["p_wilcoxon"] == pytest.approx(2 / 64)
+    assert cmp["p_min"] == pytest.approx(2 / 64) and min_wilcoxon_p(5) == 0.0625
+    assert significance_marker(cmp["diff_low"], cmp["diff_high"], cmp["p_wilcoxon"]) == "▲"
+    # the same values unpaired would be hopeless: the spread between seeds is larger
+    shuffled = paired_comparison(better, base[::-1])
+    assert shuffled["diff_low"] < 0 < shuffled["diff_high"]
+    assert significance_marker(-0.02, -0.01, 0.2) == "▽"
+    assert significance_marker(-0.02, 0.01, 0.01) == ""
+    assert paired_comparison(base, base)["p_wilcoxon"] == 1.0
+    with pytest.raises(ValueError, match="paired by seed"):
+        paired_comparison(base, base[:3])
+
+
+def _runs():
+    rows = []
+    rng = np.random.default_rng(3)
+    for model in ("maniqa", "musiq"):
+        for fraction in (0.05, 0.1):
+            for seed in range(6):
+                luck = rng.normal(0, 0.03)  # shared by every method of this seed
+                for method, effect in (("random", 0.0), ("qdiverse", -0.05), ("herding", 0.0)):
+                    srcc = 0.7 + fraction + effect + luck + rng.normal(0, 0.002)
+                    rows.append({"dataset": "proxy-default", "model": model, "method": method,
+                                 "fraction": fraction, "seed": seed, "srcc": srcc,
+                                 "plcc": srcc + 0.01, "run_id": f"{model}-{method}-{fraction}-"
+                                                                f"{seed}"})
+    return pd.DataFrame(rows)
+
+
+def test_summary_is_computed_from_the_runs_and_pairs_by_seed():
+    runs = _runs()
+    summary = summarise_study(runs)
+    assert len(summary) == 2 * 2 * 3
+    q = summary[(summary["method"] == "qdiverse") & (summary["model"] == "maniqa")
+                & (summary["fraction"] == 0.1)].iloc[0]
+    part = runs[(runs["model"] == "maniqa") & (runs["fraction"] == 0.1)]
+    mean = part[part["method"] == "qdiverse"]["srcc"].mean()
+    assert q["srcc_mean"] == pytest.approx(mean)
+    assert q["srcc_diff"] == pytest.approx(mean - part[part["method"] == "random"]["srcc"].mean())
+    assert q["srcc_diff_high"] < 0 and q["marker"] == "▼" and q["srcc_wins"] == 0
+    assert q["n_pairs"] == 6 and q["srcc_p"] == pytest.approx(2 / 64)
+    r = summary[summary["method"] == "random"].iloc[0]
+    assert pd.isna(r.get("srcc_diff")) and r["n_seeds"] == 6
+    text = summary_markdown(summary)
+    assert "PROXY" in text and "| 10% | Q-Diverse | 6 |" in text and "▼" in text
+    with pytest.raises(ValueError, match="share a cell and a seed"):
+        summarise_study(pd.concat([runs, runs.iloc[:1]]))
+
+
+def test_variants_carry_their_options_in_the_name():
+    assert variant_name("qdiverse", {}) == "qdiverse"
+    assert variant_name("qdiverse", {"gamma": 0.7, "batch_order": "shuffle"}) == \
+        "qdiverse[batch_order=shuffle,gamma=0.7]"
