@@ -354,3 +354,24 @@ def test_the_old_dataset_helper_says_what_replaced_it():
 
     with pytest.raises(AttributeError, match=r"qd_lib.data.open_dataset"):
         qd_lib.encoders.resolve_dataset("proxy-tiny")
+
+
+def _extract_nss_in_a_daemon(args):
+    root, cache = args
+    from qd_lib.data import load_manifest
+    from qd_lib.encoders import extract
+
+    ds = load_manifest(root)
+    return extract(ds, "nss", cache_dir=cache, overwrite=True).array.shape
+
+
+def test_extraction_inside_a_daemonic_worker_starts_no_loader_processes(tiny_bench, tmp_path):
+    """Dask and multiprocessing-pool workers are daemonic: they may not start children, so the
+    transform-heavy nss encoder must not ask for loader workers there."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(1) as pool:  # pool workers are daemonic
+        shape = pool.map(_extract_nss_in_a_daemon,
+                         [(str(tiny_bench.root / "manifest.csv"), str(tmp_path))])[0]
+    assert shape == (160, 81)

@@ -205,17 +205,21 @@ def test_sweep_on_a_client(tiny_bench, tmp_path):
 
 
 @pytest.mark.slow
-def test_sweep_on_a_local_dask_cluster(tiny_bench, tmp_path):
+def test_sweep_on_a_local_dask_cluster(tiny_bench, tmp_path, monkeypatch):
     from dask.distributed import Client, LocalCluster
 
+    # the offline feature set: nss extracts with loader workers in a plain process, and none
+    # may be started inside a (daemonic) Dask worker; the driver prepares the caches first
+    monkeypatch.setenv("QD_RUNS_DIR", str(tmp_path / "cache"))
     sweep = {"name": "dask", "datasets": ["proxy-tiny"], "model": "maniqa", "config": "tiny",
-             "executor": "python", "features": "pixels",
+             "executor": "python", "features": "offline",
              "overrides": {"epochs": 1}, "fractions": [0.1], "seeds": [0, 1],
-             "methods": ["random"]}
+             "methods": ["random", "qdiverse"]}
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                       dashboard_address=None) as cluster, Client(cluster) as client:
         report = run_sweep(sweep, runs_root=tmp_path, client=client)
-    assert report.counts == {"ok": 2, "failed": 0, "skipped": 0}
+    assert report.counts == {"ok": 4, "failed": 0, "skipped": 0}, report.failed
+    assert len(list((tmp_path / "cache" / "embeddings" / "proxy-tiny").glob("*.parts"))) == 0
     local = run_sweep(sweep, runs_root=tmp_path / "local")
     assert sorted(r["metrics"]["srcc"] for r in report.records) == sorted(
         r["metrics"]["srcc"] for r in local.records)

@@ -52,6 +52,7 @@ import hashlib
 import io
 import json
 import logging
+import multiprocessing
 import os
 import platform
 import shutil
@@ -494,9 +495,13 @@ def _auto_workers(n_items: int, batch_size: int, device: torch.device, heavy: bo
     """Loader workers: none for tiny jobs; one per core for transform-heavy encoders (nss);
     up to 8 feeding a GPU; on a CPU, none up to 2 cores (the forward pass already keeps every
     core busy, and a loader process only preempts its threads: measured slower than decoding
-    in turn), else one."""
+    in turn), else one. None inside a daemonic process (a Dask or multiprocessing-pool
+    worker), which may not start child processes."""
     cores = os.cpu_count() or 1
     if n_items < 2 * batch_size:
+        return 0
+    if multiprocessing.current_process().daemon:  # a Dask/pool worker may not have children
+        logger.info("extracting in this process: it is a daemonic worker (no loader workers)")
         return 0
     if heavy:
         return max(1, min(cores, 16))

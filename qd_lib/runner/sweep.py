@@ -85,6 +85,42 @@ def _budget_of(spec: RunSpec, cache: dict) -> int | None:
     return n_train if spec.method == FULL_METHOD else coreset_size(n_train, spec.fraction)
 
 
+def prepare_features(specs, *, show_progress: bool | None = None) -> list[str]:
+    """Extract (or find cached) every embedding the ``specs`` select from, once, in this
+    process: the runs then only read caches. Several workers extracting one cache at the same
+    time would each redo it (and race on its partial files).
+
+    Returns
+    -------
+    list of str
+        One line per dataset × feature set prepared.
+    """
+    from qd_lib.features import feature_inputs
+    from qd_lib.runner.experiment import open_run_dataset
+    from qd_lib.selection import get_method
+
+    wanted: dict[tuple, set] = {}
+    for spec in specs:
+        if spec.method == FULL_METHOD:
+            continue
+        key = (spec.dataset, spec.scheme, spec.root, json.dumps(spec.features, sort_keys=True))
+        wanted.setdefault(key, set()).update(
+            r for r in get_method(spec.method).inputs if r != "probs")
+        if "probs" in get_method(spec.method).inputs:
+            wanted[key].add("quality")  # the soft-cluster stand-in reads it (seeded per run)
+    done = []
+    for (dataset, scheme, _root, features), roles in wanted.items():
+        spec = next(s for s in specs if s.dataset == dataset and s.scheme == scheme
+                    and json.dumps(s.features, sort_keys=True) == features)
+        loaded = open_run_dataset(spec)
+        feature_inputs(sorted(roles), loaded, loaded.indices("train"),
+                       feature_set=spec.features, show_progress=show_progress)
+        done.append(f"{dataset} ({scheme}): {features} -> {sorted(roles)}")
+    for line in done:
+        logger.info("features ready: %s", line)
+    return done
+
+
 def _execute(spec: RunSpec, runs_root: str, force: bool, device: str, keep_checkpoint: bool,
              torch_threads: int | None, executor: str = "python", notebook=None,
              show_progress: bool | None = False, cell_timeout: float | None = None) -> dict:
@@ -179,6 +215,8 @@ def run_sweep(sweep, *, runs_root=None, force: bool = False, dry_run: bool = Fal
         report.records.append(run_experiment(spec, runs_root=root))  # reads, returns skipped
     logger.info("sweep %s: %d runs, %d finished earlier, %d to run (%s)%s", name, len(specs),
                 len(done), len(pending), executor, " on Dask" if client is not None else "")
+    if client is not None and pending:
+        prepare_features(pending, show_progress=show_progress)
     if client is not None and pending:
         threads = 1 if torch_threads is None else torch_threads
         futures = [client.submit(_execute, spec, str(root), force, device, keep_checkpoint,
