@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 BASELINE = "random"
 RUN_COLUMNS = ("dataset", "model", "config", "method", "fraction", "seed", "srcc", "plcc",
                "val_srcc", "val_plcc", "krcc", "n_train", "n_test", "epochs", "features",
-               "proxy", "sweep", "run_id")
+               "proxy", "sweep", "seconds", "run_id")
 CELL = ("dataset", "model", "method", "fraction")
 METHOD_ORDER = ("random", "herding", "kcenter", "contextual_diversity", "moderate", "pgcs",
                 "qdiverse", "full")
@@ -172,6 +172,11 @@ def summary_markdown(summary: pd.DataFrame, *, proxy: bool = True) -> str:
     return "\n".join(lines)
 
 
+def summary_csv_text(summary: pd.DataFrame) -> str:
+    """The text of ``summary.csv`` (six decimals)."""
+    return summary.to_csv(index=False, float_format="%.6f")
+
+
 def write_study_tables(runs: pd.DataFrame, folder, *, proxy: bool = True,
                        provenance: dict | None = None) -> dict[str, Path]:
     """Write ``runs.csv`` and, computed from that file, ``summary.csv``/``summary.md`` into
@@ -183,8 +188,7 @@ def write_study_tables(runs: pd.DataFrame, folder, *, proxy: bool = True,
                                                                    float_format="%.6f"))
     summary = summarise_study(pd.read_csv(runs_path))  # exactly what runs.csv says
     paths = {"runs": runs_path,
-             "summary": atomic_write_text(folder / "summary.csv", summary.to_csv(
-                 index=False, float_format="%.6f")),
+             "summary": atomic_write_text(folder / "summary.csv", summary_csv_text(summary)),
              "summary_md": atomic_write_text(folder / "summary.md",
                                              summary_markdown(summary, proxy=proxy))}
     if provenance is not None:
