@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 NB_OUT := runs/notebooks
 SELECTION_METHODS := qdiverse random herding kcenter contextual_diversity moderate pgcs
 
-.PHONY: venv test unit notebook-tests lint demo clean-venv browser-deps browser-test
+.PHONY: venv test unit notebook-tests lint demo study clean-venv browser-deps browser-test
 
 venv: $(STAMP)
 
@@ -67,12 +67,16 @@ notebook-tests: venv
 		$(NB_OUT)/07_results_tables.ipynb
 	TQDM_DISABLE=1 $(PY) -m papermill --no-progress-bar notebooks/08_explorer.ipynb \
 		$(NB_OUT)/08_explorer.ipynb -p DATASET proxy-tiny
+	rm -rf runs/study-tiny
+	TQDM_DISABLE=1 $(PY) -m papermill --no-progress-bar notebooks/09_study.ipynb \
+		$(NB_OUT)/09_study.ipynb
 	TQDM_DISABLE=1 $(PY) -m pytest -p no:cacheprovider --nbval-lax --nbval-current-env \
 		--nbval-sanitize-with tests/nbval_sanitize.cfg \
 		$(NB_OUT)/00_proxy_benchmark.ipynb $(NB_OUT)/01_dataset_manifests.ipynb \
 		$(NB_OUT)/02_extract_embeddings.ipynb $(NB_OUT)/03_select_coresets_*.ipynb \
 		$(NB_OUT)/04_train_iqa.ipynb $(NB_OUT)/05_tsne_maps.ipynb $(NB_OUT)/06_mos_coverage.ipynb \
-		$(NB_OUT)/07_results_tables.ipynb $(NB_OUT)/08_explorer.ipynb
+		$(NB_OUT)/07_results_tables.ipynb $(NB_OUT)/08_explorer.ipynb \
+		$(NB_OUT)/09_study.ipynb
 
 test: lint unit notebook-tests browser-test
 
@@ -98,6 +102,23 @@ demo: venv
 	@ls -1 figures/proxy-default_mos.png figures/proxy-default_tsne_grid.png \
 		figures/proxy-default_mos_coverage.png figures/proxy-default_coverage.md \
 		figures/tables/demo.md figures/tables/demo_table2_maniqa-small.md
+
+# The evidence study (PROXY benchmark): trains only what figures/study/*runs.csv and runs/ do not
+# hold yet (a fresh clone with the committed CSVs retrains nothing), then the training-free
+# diagnostics and ablation (resumed by row), the tables, figures and the README's evidence
+# section. STUDY_WORKERS runs in parallel (one torch thread each).
+STUDY_WORKERS ?= 2
+study: venv
+	$(PY) -m qd_lib.data.synthetic --preset default
+	$(PY) -m qd_lib.study --out figures/study/epochs run notebooks/sweeps/study_epochs.yaml \
+		--workers $(STUDY_WORKERS)
+	$(PY) -m qd_lib.study epochs
+	$(PY) -m qd_lib.study run notebooks/sweeps/study.yaml notebooks/sweeps/study_ablation.yaml \
+		--workers $(STUDY_WORKERS)
+	$(PY) -m qd_lib.study report notebooks/sweeps/study.yaml notebooks/sweeps/study_ablation.yaml
+	$(PY) -m qd_lib.study diagnostics --jobs $(STUDY_WORKERS)
+	$(PY) -m qd_lib.study ablation --jobs $(STUDY_WORKERS)
+	$(PY) -m qd_lib.study readme
 
 clean-venv:
 	rm -rf $(VENV)

@@ -7,7 +7,8 @@
         yet, in rounds of --workers runs, rewriting runs.csv and summary.csv after each round
     python -m qd_lib.study report SWEEP [SWEEP ...]
         runs.csv (committed rows + finished records), summary.csv/.md, the figures
-    python -m qd_lib.study epochs [--sweep notebooks/sweeps/study_epochs.yaml]
+    python -m qd_lib.study --out figures/study/epochs run notebooks/sweeps/study_epochs.yaml
+    python -m qd_lib.study epochs       (figures/study/epochs/runs.csv -> epochs.csv)
     python -m qd_lib.study diagnostics [--dataset proxy-default] [--seeds 10] [--jobs 2]
     python -m qd_lib.study ablation [--dataset proxy-default] [--seeds 10] [--jobs 2]
     python -m qd_lib.study readme [--readme README.md]
@@ -40,7 +41,8 @@ def _parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="runs.csv, summary.csv/.md and figures")
     report.add_argument("sweeps", nargs="*", default=list(DEFAULT_SWEEPS))
     epochs = sub.add_parser("epochs", help="validation SRCC by schedule length")
-    epochs.add_argument("--sweep", default="notebooks/sweeps/study_epochs.yaml")
+    epochs.add_argument("--source", default=None,
+                        help="the epoch sweep's runs.csv (default OUT/epochs/runs.csv)")
     for name in ("diagnostics", "ablation"):
         p = sub.add_parser(name, help=f"training-free {name}")
         p.add_argument("--dataset", default="proxy-default")
@@ -69,7 +71,7 @@ def main(argv=None) -> int:
     if args.command == "report":
         paths = commands.report(args.sweeps, out, runs_root=args.runs_dir)
     elif args.command == "epochs":
-        paths = commands.epochs(args.sweep, out, runs_root=args.runs_dir)
+        paths = commands.epochs(out, source=args.source)
     elif args.command == "diagnostics":
         paths = commands.diagnostics(args.dataset, out, seeds=args.seeds,
                                      fractions=args.fractions, feature_set=args.feature_set,

@@ -133,11 +133,17 @@ def report(sweeps, out, *, runs_root=None) -> dict:
     return paths
 
 
-def epochs(sweep, out, *, runs_root=None) -> dict:
-    """``epochs.csv``: final validation SRCC by schedule length, and the chosen length."""
-    from qd_lib.study.epochs import choose_epochs, epoch_table
+def epochs(out, *, source=None) -> dict:
+    """``epochs.csv``: final validation SRCC by schedule length and the chosen length, from the
+    epoch sweep's ``runs.csv`` (``source``, default ``<out>/epochs/runs.csv``)."""
+    from qd_lib.study.epochs import choose_epochs
 
-    chosen = choose_epochs(epoch_table(runs_root, sweep))
+    source = Path(source) if source is not None else Path(out) / "epochs" / RUNS_CSV
+    if not source.is_file():
+        raise FileNotFoundError(f"{display_path(source)} does not exist: run `python -m "
+                                "qd_lib.study --out figures/study/epochs run "
+                                "notebooks/sweeps/study_epochs.yaml` first.")
+    chosen = choose_epochs(pd.read_csv(source))
     path = atomic_write_text(Path(out) / "epochs.csv", chosen.to_csv(index=False,
                                                                        float_format="%.6f"))
     return {"epochs": path}

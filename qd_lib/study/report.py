@@ -26,7 +26,7 @@ BASELINE = "random"
 RUN_COLUMNS = ("dataset", "model", "config", "method", "fraction", "seed", "srcc", "plcc",
                "val_srcc", "val_plcc", "krcc", "n_train", "n_test", "epochs", "features",
                "proxy", "sweep", "seconds", "run_id")
-CELL = ("dataset", "model", "method", "fraction")
+CELL = ("dataset", "model", "epochs", "method", "fraction")
 METHOD_ORDER = ("random", "herding", "kcenter", "contextual_diversity", "moderate", "pgcs",
                 "qdiverse", "full")
 METHOD_LABELS = {"random": "Random", "herding": "Herding", "kcenter": "k-Center Greedy",
@@ -101,6 +101,10 @@ def summarise_study(runs: pd.DataFrame, *, baseline: str = BASELINE, confidence:
     ValueError
         If a cell holds two runs of one seed (a mean must not count a run twice).
     """
+    runs = runs.copy()
+    if "epochs" not in runs:
+        runs["epochs"] = -1  # one schedule (what a table of runs without the column means)
+    runs["epochs"] = runs["epochs"].fillna(-1).astype(int)
     dup = runs.duplicated(list(CELL) + ["seed"], keep=False)
     if dup.any():
         raise ValueError(f"{int(dup.sum())} runs share a cell and a seed, e.g. "
@@ -116,7 +120,8 @@ def summarise_study(runs: pd.DataFrame, *, baseline: str = BASELINE, confidence:
                         f"{metric}_std": float(values.std(ddof=1)) if len(values) > 1
                         else math.nan, f"{metric}_low": low, f"{metric}_high": high})
         base = runs[(runs["dataset"] == cell["dataset"]) & (runs["model"] == cell["model"])
-                    & (runs["fraction"] == cell["fraction"]) & (runs["method"] == baseline)]
+                    & (runs["epochs"] == cell["epochs"]) & (runs["fraction"] == cell["fraction"])
+                    & (runs["method"] == baseline)]
         paired = group.merge(base[["seed", "srcc", "plcc"]], on="seed", suffixes=("", "_base"))
         if cell["method"] != baseline and len(paired):
             for metric in ("srcc", "plcc"):
@@ -151,8 +156,10 @@ def summary_markdown(summary: pd.DataFrame, *, proxy: bool = True) -> str:
               "(same seed) [bootstrap 95 % CI], two-sided Wilcoxon signed-rank p, wins/pairs. "
               "▲/▼: better/worse than Random by both the CI and p < 0.05; △/▽: by the CI only.",
               ""]
-    for (dataset, model), table in summary.groupby(["dataset", "model"], sort=False):
-        lines += [f"### {dataset} · {model}", "",
+    for (dataset, model, epochs), table in summary.groupby(["dataset", "model", "epochs"],
+                                                           sort=False):
+        schedule = f" · {int(epochs)} epochs" if epochs is not None and epochs >= 0 else ""
+        lines += [f"### {dataset} · {model}{schedule}", "",
                   "| fraction | method | seeds | SRCC [95 % CI] | Δ SRCC vs Random [95 % CI] "
                   "| p | wins | |", "|---|---|---:|---|---|---:|---:|---|"]
         for _, r in table.iterrows():
