@@ -29,7 +29,10 @@ thousand bandwidth-bound passes over a matrix held in device memory:
   ``info["min_gap_over_max_sq"]`` is the smallest lead ``first − second`` seen, over
   ``max‖w‖²`` (the round-off of the Gram identity is a few ``eps`` on that scale: float32
   picks whose lead is below about ``1e-5`` of it are decided by round-off on either backend;
-  use ``dtype="float64"`` there). Exact ties (duplicates) go to the lowest index in both.
+  use ``dtype="float64"`` there). Ties go to the lowest index in both; distances to a
+  centre's duplicates are snapped to 0 in both, but a GEMV may round two equal rows' products
+  with a third differently (numpy's too), so in float32 equal far points can differ by
+  round-off and count as a near tie.
 * **Herding** (:func:`herding_torch`): exact like the numpy engine. Every pick screens all
   rows with one working-dtype GEMV against the float64 sum of the picks, keeps every row whose
   screened score lies within the proven round-off bound of the best, and decides among those
@@ -360,7 +363,8 @@ def herding_torch(X: np.ndarray, budget: int, dtype="float32", *, farthest: bool
             q = cand
         else:
             exact_checks += 1
-            vals = sign * (sq.index_select(0, cand) + 2.0 * (rows.exact_rows(cand) @ S))
+            # a row-wise reduction (not a GEMV): equal rows get equal values, exact ties
+            vals = sign * (sq.index_select(0, cand) + 2.0 * (rows.exact_rows(cand) * S).sum(1))
             q = cand[torch.argmin(vals)].reshape(1)  # the first minimum: the lowest index
         S += rows.exact_rows(q)[0]
         half.index_fill_(0, q, math.inf)
