@@ -736,6 +736,30 @@ def collect(report: dict) -> None:
                                        else None)
 
 
+#: Top-level keys every report has.
+REPORT_KEYS = ("schema_version", "mode", "device", "versions", "host", "git", "budget_s",
+               "seconds", "parts", "checks", "figures", "qdiverse_speedup",
+               "qdiverse_speedup_100k", "summary")
+
+
+def validate_report(report: dict) -> list[str]:
+    """What is wrong with a report (empty when nothing): missing keys, a figure without the
+    device it was measured on, a part that ran without figures, an unknown commit."""
+    problems = [f"missing key {k!r}" for k in REPORT_KEYS if k not in report]
+    for name, part in report.get("parts", {}).items():
+        if part.get("status") == "ok" and not part.get("figures"):
+            problems.append(f"part {name!r} ran but has no figures")
+    for i, f in enumerate(report.get("figures", [])):
+        if not isinstance(f.get("device"), str) or not f["device"].strip():
+            problems.append(f"figure {i} ({f.get('part')}, {f.get('measure')}) names no device")
+    for p in report.get("parts", {}).get("selection", {}).get("pairs", []):
+        if not (p.get("device") and p.get("numpy_device")):
+            problems.append(f"selection pair {p.get('method')}@{p.get('n')} lacks a device")
+    if not report.get("git", {}).get("commit"):
+        problems.append("the commit is unknown (no git here: pass --commit or QD_GIT_COMMIT)")
+    return problems
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, "
@@ -812,13 +836,15 @@ def main(argv=None) -> int:
     report["summary"] = summary_lines(report)
     from qd_lib.utils.io import atomic_write_json, to_jsonable
 
+    report["problems"] = validate_report(report)
     atomic_write_json(args.out, to_jsonable(report, nan_to_none=True))
     print("\n".join(report["summary"]))
     print(f"wrote {args.out}")
     bad_parts = [p for p, r in report["parts"].items() if r["status"] != "ok"]
     bad_checks = [k for k in HARD_CHECKS if report["checks"].get(k) is False]
-    if bad_parts or bad_checks:
-        print(f"gpu-check: not ok: parts {bad_parts or '-'}, checks {bad_checks or '-'}")
+    if bad_parts or bad_checks or report["problems"]:
+        print(f"gpu-check: not ok: parts {bad_parts or '-'}, checks {bad_checks or '-'}, "
+              f"report {report['problems'] or '-'}")
         return 1
     return 0
 
