@@ -511,7 +511,10 @@ PART_FUNCS = {"train": part_train, "end_to_end": part_end_to_end, "extract": par
 # ------------------------------------------------------------------------- the parent
 def _child(part: str, cfg: Config) -> None:
     """Body of a part's process: its own process group (so the parent can stop all of it)."""
-    os.setpgrp()
+    try:
+        os.setpgrp()  # its own process group: the parent stops it and its workers together
+    except OSError:  # pragma: no cover - a sandbox that refuses it: only this process is stopped
+        pass
     # a process started by the forkserver inherits its start method; DataLoader workers and
     # the rest of this part start the platform's default way, as in a plain process
     multiprocessing.set_start_method(None, force=True)
@@ -546,8 +549,11 @@ def run_part(part: str, cfg: Config, timeout: float, ctx) -> dict:
     if timed_out:
         for sig in (signal.SIGTERM, signal.SIGKILL):
             try:
-                os.killpg(proc.pid, sig)  # the part's process group: only what it started
-            except ProcessLookupError:
+                if os.getpgid(proc.pid) == proc.pid:
+                    os.killpg(proc.pid, sig)  # the part's process group: only what it started
+                else:  # pragma: no cover - no group of its own
+                    os.kill(proc.pid, sig)
+            except (ProcessLookupError, PermissionError):
                 break
             proc.join(5)
             if not proc.is_alive():
