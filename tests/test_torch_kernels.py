@@ -209,13 +209,21 @@ def test_float64_working_copy_where_float32_matmuls_are_reduced(monkeypatch):
 
 
 def test_a_device_too_small_is_named(monkeypatch):
-    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (2**30, 2**31))
+    asked = []
+
+    def mem_get_info(device=None):
+        asked.append(device)
+        return 2**30, 2**31
+
+    monkeypatch.setattr(torch.cuda, "mem_get_info", mem_get_info)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
     with pytest.raises(ValueError) as info:
         tk._check_device_memory(torch.device("cuda"), 3 * 2**30, "kcenter on 10 x 10 rows")
     message = str(info.value)
     assert "'device'" in message and "1.00 GiB free" in message and "kcenter" in message
-    tk._check_device_memory(torch.device("cuda"), 2**29, "fits")  # no error
+    tk._check_device_memory(torch.device("cuda:1"), 2**29, "fits")  # no error
     tk._check_device_memory(torch.device("cpu"), 2**60, "the host is not checked")
+    assert asked == [0, 1]  # an index, as torch.cuda.mem_get_info needs
 
 
 # ---------------------------------------------------------------------------- options

@@ -135,7 +135,9 @@ def _check_device_memory(device: torch.device, need: int, what: str) -> None:
     """Raise a clear error when the device cannot hold ``need`` bytes (CUDA only)."""
     if device.type != "cuda":
         return
-    free, total = torch.cuda.mem_get_info(device)
+    # mem_get_info wants an index: torch.device("cuda") has none
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    free, total = torch.cuda.mem_get_info(index)
     if need > free:
         raise ValueError(
             f"The 'device' parameter names {device} ({free / 2**30:.2f} GiB free of "
