@@ -117,3 +117,23 @@ def test_it_tracks_the_proxy_mos_on_unseen_references(encoder, tiny_bench, tmp_p
     rho = probe(mos[train])
     shuffled = probe(np.random.default_rng(0).permutation(mos[train]))
     assert rho > 0.6 and rho - shuffled > 0.4, (rho, shuffled)
+
+
+def test_quality_probe_fits_on_one_part_and_scores_another(tiny_bench, tmp_path):
+    from qd_lib.study.probes import quality_probe, ridge_probe
+
+    table = quality_probe(tiny_bench, ["pixels"], cache_dir=tmp_path, device="cpu",
+                          num_workers=0)
+    (row,) = table.to_dict(orient="records")
+    assert (row["encoder"], row["dim"], row["n_train"], row["scheme"]) == ("pixels", 192, 112,
+                                                                         "paper")
+    assert row["n_test"] == tiny_bench.manifest.split_counts().loc["val", "paper"]
+    assert -1 <= row["srcc"] <= 1 and row["alpha"] > 0
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 5))
+    y = X @ np.array([1.0, -2.0, 0.0, 0.5, 0.0]) + 0.1 * rng.normal(size=200)
+    assert ridge_probe(X[:150], y[:150], X[150:], y[150:])["srcc"] > 0.95
+    with pytest.raises(ValueError, match="'train'"):
+        quality_probe(tiny_bench, ["pixels"], train="training")
+    with pytest.raises(ValueError, match="'X_train' and 'X_test'"):
+        ridge_probe(X[:150], y[:150], X[150:, :3], y[150:])
