@@ -189,6 +189,7 @@ def test_proxy_authentic_is_a_known_dataset_name(tmp_path, monkeypatch):
     ({"images_per_reference": 1}, ValueError, "'images_per_reference'.*\\[2, inf\\)"),
     ({"images_per_reference": 2.5}, TypeError, "'images_per_reference'"),
     ({"include_pristine": 1}, TypeError, "'include_pristine'.*bool"),
+    ({"distinct_categories": "yes"}, TypeError, "'distinct_categories'.*bool"),
     ({"crop_size": 100}, ValueError, "'crop_size'"),
     ({"distortions": ("blurr",)}, UnknownNameError, "distortion type"),
     ({"photos": ("astronut",)}, UnknownNameError, "photo"),

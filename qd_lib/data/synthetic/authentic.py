@@ -107,10 +107,11 @@ def check_authentic_config(config: AuthenticConfig) -> AuthenticConfig:
                  min_val=2 if config.include_pristine else 1)
     check_scalar(config.max_severity, "max_severity", numbers.Real, min_val=0.0, max_val=5.0,
                  closed="right")
-    if not isinstance(config.include_pristine, bool):
-        raise TypeError(f"The 'include_pristine' parameter must be an instance of bool. Got "
-                        f"{config.include_pristine!r} of type "
-                        f"{type(config.include_pristine).__name__} instead.")
+    for flag in ("include_pristine", "distinct_categories"):
+        value = getattr(config, flag)
+        if not isinstance(value, bool):
+            raise TypeError(f"The {flag!r} parameter must be an instance of bool. Got "
+                            f"{value!r} of type {type(value).__name__} instead.")
     probs = config.n_types_probs
     ok = (isinstance(probs, (tuple, list)) and len(probs) == 3
           and all(isinstance(p, numbers.Real) and not isinstance(p, bool) for p in probs))

@@ -188,10 +188,10 @@ def _render_reference(task: dict) -> list[dict]:
     return rows
 
 
-def build_proxy_benchmark(preset: str | ProxyConfig | AuthenticConfig = "tiny", *, output_dir=None,
-                          seed: int = 0,
-                          n_jobs: int | None = None, overwrite: bool = False,
-                          show_progress: bool | None = None) -> ProxyBenchmark:
+def build_proxy_benchmark(preset: str | ProxyConfig | AuthenticConfig = "tiny", *,
+                          output_dir=None, seed: int = 0, n_jobs: int | None = None,
+                          overwrite: bool = False, show_progress: bool | None = None
+                          ) -> ProxyBenchmark:
     """Build (or load, if already built) an offline proxy IQA benchmark.
 
     Parameters
