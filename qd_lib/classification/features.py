@@ -233,6 +233,9 @@ def selection_features(data: ImageClassificationSet, *, device: str = "auto",
     -------
     ClassificationFeatures
     """
+    import torch
+    from threadpoolctl import threadpool_limits
+
     from qd_lib.runner.spec import environment_record
     from qd_lib.utils.device import resolve_device
 
@@ -263,7 +266,10 @@ def selection_features(data: ImageClassificationSet, *, device: str = "auto",
                                             show_progress=show_progress)
     timings["quality_s"] = round(time.perf_counter() - t0, 2)
     t0 = time.perf_counter()
-    probs = class_probabilities(content, data.train_labels, n_classes=data.n_classes)
+    # BLAS threads follow torch's setting: on a busy shared CPU, OpenBLAS threads spinning
+    # against other jobs made this probe ~15x slower than one thread (same result)
+    with threadpool_limits(limits=torch.get_num_threads()):
+        probs = class_probabilities(content, data.train_labels, n_classes=data.n_classes)
     timings["probs_s"] = round(time.perf_counter() - t0, 2)
     arrays = {"content": content, "quality": quality, "probs": probs}
     files = {}

@@ -108,7 +108,7 @@ class Table4:
     def to_latex(self) -> str:
         def tex(text: str) -> str:
             text = str(text).replace("%", r"\%").replace("#", r"\#").replace("±", r"$\pm$")
-            text = text.replace("_", r"\_")
+            text = text.replace("_", r"\_").replace("×", r"$\times$")
             if text.startswith("**") and text.endswith("**"):
                 text = r"\textbf{" + text[2:-2] + "}"
             return text
@@ -162,8 +162,11 @@ def table4(records: Sequence[dict], *, fractions=None, methods=None, quoted: boo
     ----------
     records : sequence of dict
         Run records of one grid (:func:`~qd_lib.classification.experiment.grid_runs`).
-    fractions, methods : sequence, optional
-        Rows and columns to show (default: those in the records, plus the quoted ones).
+    fractions : sequence of float, optional
+        Rows to show (default: the fractions in the records); quoted rows only at these.
+    methods : sequence of str, optional
+        Columns to show (default: every column of :data:`METHOD_COLUMNS`, "–" where a method
+        has no value).
     quoted : bool, default=True
         Append the supplement's quoted CIFAR-10 rows, labelled as such.
     decimals : int, default=2
@@ -189,10 +192,7 @@ def table4(records: Sequence[dict], *, fractions=None, methods=None, quoted: boo
     frame = pd.DataFrame([{"method": r["method"], "fraction": float(r["fraction"]),
                            "seed": r["seed"], "accuracy": 100.0 * r["accuracy"]}
                           for r in records], columns=["method", "fraction", "seed", "accuracy"])
-    run_methods = list(dict.fromkeys(frame["method"]))
-    shown = list(methods) if methods is not None else [
-        m for m in METHOD_COLUMNS if m in run_methods or (quoted and any(
-            m in row for row in SUPPLEMENT_TABLE4.values()))]
+    shown = list(methods) if methods is not None else list(METHOD_COLUMNS)
     unknown = [m for m in shown if m not in METHOD_COLUMNS]
     if unknown:
         raise ValueError(f"The 'methods' parameter holds unknown methods {unknown}; known: "
@@ -245,10 +245,11 @@ def table4(records: Sequence[dict], *, fractions=None, methods=None, quoted: boo
     cells = pd.DataFrame(rows, columns=["Dataset fraction", "Source",
                                         *[METHOD_COLUMNS[m] for m in shown]])
     seeds = sorted({int(r["seed"]) for r in records})
-    what = (f"{dataset_title}" + (" — a stand-in, NOT CIFAR-10" if stand_in else ""))
-    caption = (f"Top-1 test accuracy (%) of {recipe_line} trained on coresets of {what}, "
-               f"mean ± std over seeds {seeds}, after the last epoch; best run-here mean per "
-               "row in bold." if records else
+    what = dataset_title + (" (a stand-in, NOT CIFAR-10)" if stand_in and "NOT CIFAR-10"
+                            not in dataset_title else "")
+    caption = (f"Top-1 test accuracy (%) after the last epoch, mean ± std over seeds {seeds}, "
+               f"of classifiers trained on coresets of the {what}: {recipe_line}. Best "
+               "run-here mean per row in bold." if records else
                "Top-1 test accuracy (%) on CIFAR-10 as quoted by the supplement.")
     notes = []
     if records:
@@ -275,7 +276,10 @@ def table4(records: Sequence[dict], *, fractions=None, methods=None, quoted: boo
                               "values": {str(k): v for k, v in SUPPLEMENT_TABLE4.items()}}
                              if quoted else None),
                   "git_commits": sorted({str(r.get("git_commit")) for r in records})}
-    return Table4(cells=cells, long=pd.DataFrame(long), provenance=provenance, caption=caption,
+    long_frame = pd.DataFrame(long, columns=["fraction", "source", "method", "mean", "std",
+                                             "n_seeds"])
+    long_frame["n_seeds"] = long_frame["n_seeds"].astype("Int64")
+    return Table4(cells=cells, long=long_frame, provenance=provenance, caption=caption,
                   notes=notes)
 
 

@@ -101,12 +101,12 @@ class CIFARBatch:
 
 
 # -- reading -----------------------------------------------------------------------------------
-def _numpy_multiarray(name: str):
+def _numpy_core(submodule: str, name: str):
     # numpy 2 moved numpy.core to numpy._core; files pickled under either name are accepted
     try:
-        module = importlib.import_module("numpy._core.multiarray")
+        module = importlib.import_module(f"numpy._core.{submodule}")
     except ImportError:  # numpy 1.x
-        module = importlib.import_module("numpy.core.multiarray")
+        module = importlib.import_module(f"numpy.core.{submodule}")
     return getattr(module, name)
 
 
@@ -114,6 +114,7 @@ _ALLOWED = {
     ("numpy", "ndarray"), ("numpy", "dtype"),
     ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
     ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),  # protocol 5
     ("_codecs", "encode"),
 }
 
@@ -129,7 +130,7 @@ class _LayoutUnpickler(pickle.Unpickler):
             return codecs.encode
         if module == "numpy":
             return getattr(np, name)
-        return _numpy_multiarray(name)
+        return _numpy_core(module.rsplit(".", 1)[1], name)
 
 
 def _unpickle(path: Path) -> tuple[dict, str]:
