@@ -234,7 +234,7 @@ def selection_features(data: ImageClassificationSet, *, device: str = "auto",
     ClassificationFeatures
     """
     import torch
-    from threadpoolctl import threadpool_limits
+    from threadpoolctl import threadpool_limits  # a scikit-learn dependency
 
     from qd_lib.runner.spec import environment_record
     from qd_lib.utils.device import resolve_device

@@ -120,7 +120,8 @@ class TrainRecipe:
         net = "ResNet-18 (CIFAR stem)" if self.width == 64 else \
             f"ResNet-18 (CIFAR stem) at width {self.width} (not the standard 64)"
         aug = {"crop_flip": "crop+flip", "crop": "crop, no flip", "none": "no augmentation"}
-        return (f"{net}, {self.epochs} epochs, batch {self.batch_size}, SGD lr {self.lr:g} "
+        epochs = f"{self.epochs} epoch" + ("s" if self.epochs != 1 else "")
+        return (f"{net}, {epochs}, batch {self.batch_size}, SGD lr {self.lr:g} "
                 f"(cosine), wd {self.weight_decay:g}, {aug[self.augment]}")
 
 

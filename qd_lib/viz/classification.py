@@ -19,8 +19,8 @@ def plot_accuracy_by_fraction(long, *, ax=None, title: str | None = None, quoted
     ax : matplotlib Axes, optional
     title : str, optional
     quoted : bool, default=True
-        Also draw the supplement's quoted CIFAR-10 values as hollow markers (labelled
-        "quoted").
+        Also draw the supplement's quoted CIFAR-10 values as hollow markers on dashed lines
+        (labelled "quoted, CIFAR-10"); leave them out next to a stand-in's runs.
 
     Returns
     -------
@@ -46,8 +46,10 @@ def plot_accuracy_by_fraction(long, *, ax=None, title: str | None = None, quoted
             ax.errorbar(x, part["mean"], yerr=np.nan_to_num(part["std"].to_numpy(dtype=float)),
                         fmt=style, color=color, capsize=3, markersize=4,
                         markerfacecolor="none" if source == "quoted" else color,
-                        label=METHOD_COLUMNS[method] + (" (quoted)" if source == "quoted"
-                                                        else ""))
+                        label=METHOD_COLUMNS[method] + (" (quoted, CIFAR-10)"
+                                                        if source == "quoted" else ""))
+    shown = long if quoted else long[long["source"] == "run"]
+    ax.set_xticks(sorted({100 * float(f) for f in shown["fraction"]}))
     ax.set_xlabel("dataset fraction (%)")
     ax.set_ylabel("top-1 test accuracy (%)")
     if title:
