@@ -5,6 +5,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 NB_OUT := runs/notebooks
 SELECTION_METHODS := qdiverse random herding kcenter contextual_diversity moderate pgcs
+# Notebook 11 (CIFAR-10 Table 4 pipeline) in CI: the digits stand-in, every method, one seed,
+# 10 %, one epoch of a width-4 ResNet-18, 64-px MobileNet-V2 inputs; its own table name.
+NB11_TINY := {FRACTIONS: [0.1], SEEDS: [0], EPOCHS: 1, WIDTH: 4, INPUT_SIZE: 64, TABLE_NAME: ci_digits}
 
 .PHONY: venv test unit notebook-tests lint demo study clean-venv browser-deps browser-test \
 	gpu-check gpu-check-tiny
@@ -71,13 +74,16 @@ notebook-tests: venv
 	rm -rf runs/study-tiny
 	TQDM_DISABLE=1 $(PY) -m papermill --no-progress-bar notebooks/09_study.ipynb \
 		$(NB_OUT)/09_study.ipynb
+	TQDM_DISABLE=1 $(PY) -m papermill --no-progress-bar notebooks/11_cifar10.ipynb \
+		$(NB_OUT)/11_cifar10.ipynb -y "$(NB11_TINY)"
 	TQDM_DISABLE=1 $(PY) -m pytest -p no:cacheprovider --nbval-lax --nbval-current-env \
 		--nbval-sanitize-with tests/nbval_sanitize.cfg \
 		$(NB_OUT)/00_proxy_benchmark.ipynb $(NB_OUT)/01_dataset_manifests.ipynb \
 		$(NB_OUT)/02_extract_embeddings.ipynb $(NB_OUT)/03_select_coresets_*.ipynb \
 		$(NB_OUT)/04_train_iqa.ipynb $(NB_OUT)/05_tsne_maps.ipynb $(NB_OUT)/06_mos_coverage.ipynb \
 		$(NB_OUT)/07_results_tables.ipynb $(NB_OUT)/08_explorer.ipynb \
-		$(NB_OUT)/09_study.ipynb
+		$(NB_OUT)/09_study.ipynb \
+		$(NB_OUT)/11_cifar10.ipynb
 
 # The device check (benchmarks/gpu_check.py, README "Performance on a GPU"): no downloads, at most
 # 8 minutes, writes runs/gpu/report.json. No venv bootstrap (a GPU machine may have no network):
