@@ -56,7 +56,8 @@ def records_frame(records: Sequence[dict]) -> pd.DataFrame:
             "finetune_epochs": spec["finetune_epochs"], "levels": tuple(spec["levels"]),
             "early_stop": spec["early_stop"],
             "train_overrides": repr(sorted(spec.get("train_overrides", {}).items())),
-            "git_commit": r.get("git_commit")})
+            "git_commit": r.get("git_commit"), "device": r.get("device"),
+            "code_note": r.get("code_note")})
     return pd.DataFrame(rows)
 
 
@@ -116,6 +117,26 @@ class Table3:
                 f"{p['seeds']}; best calibration method per column in bold.")
         return f"{text} {PROXY_NOTE}" if self.proxy else text
 
+    def paired_notes(self) -> list[str]:
+        """One line per dataset: each method's SRCC minus Random's, paired by seed (same base
+        model), mean and range, and the wins; the direct answer to "does the calibration set
+        matter?"."""
+        lines = []
+        for dataset, effect in self.provenance["calibration_effect"].items():
+            parts = []
+            for method in _order(effect["vs_random"]):
+                e = effect["vs_random"][method]
+                diffs = e["srcc_diff_per_seed"]
+                if not diffs or method == UNIFORM:
+                    continue
+                parts.append(f"{method_label(method)} {e['srcc_diff_mean']:+.4f} "
+                             f"[{min(diffs):+.4f}, {max(diffs):+.4f}], {e['wins']}/"
+                             f"{e['n_pairs']} wins")
+            if parts:
+                lines.append(f"{dataset_label(dataset)}: SRCC minus Random's, paired by seed "
+                             f"(mean [min, max]): " + "; ".join(parts) + ".")
+        return lines
+
     def to_markdown(self) -> str:
         lines = [f"**Table 3.** {self._caption()}", "",
                  "| Calibration set | Method | " + " | ".join(COLUMN_NAMES[c] for c in COLUMNS)
@@ -127,7 +148,8 @@ class Table3:
                          else row._asdict()[c + "_text"] for c in COLUMNS]
                 lines.append(f"| {first} | {row.label} | " + " | ".join(cells) +
                              f" | {row.n} |")
-        return "\n".join(lines) + "\n"
+        notes = self.paired_notes()
+        return "\n".join(lines + ([""] + notes if notes else [])) + "\n"
 
     def to_latex(self) -> str:
         out = [r"\begin{table}[t]", r"\centering", r"\small",
@@ -272,12 +294,15 @@ def _provenance(frame: pd.DataFrame, decimals: int) -> dict:
         "test_split_hashes": {d: sorted(g.unique()) for d, g in
                               frame.groupby("dataset")["test_split_hash"]},
         "proxy": bool(frame["proxy"].any()), "decimals": decimals,
-        "rd_seconds": {"mean": float(frame["rd_seconds"].dropna().mean())
+        "rd_seconds": {"where": "each run's device (see 'devices')",
+                       "mean": float(frame["rd_seconds"].dropna().mean())
                        if frame["rd_seconds"].notna().any() else None,
                        "max": float(frame["rd_seconds"].dropna().max())
                        if frame["rd_seconds"].notna().any() else None},
         "calibration_effect": effect,
         "git_commits": sorted({c for c in frame["git_commit"].dropna()}),
+        "devices": sorted({str(d) for d in frame["device"].dropna()}),
+        "code_notes": sorted({str(c) for c in frame["code_note"].dropna()}),
         "flops": "remaining fraction of the prunable layers' dense multiply-accumulates, "
                  "weighted by kept weights",
         "bold": "best mean per dataset and column among the calibration methods (lowest "
