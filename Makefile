@@ -6,7 +6,8 @@ STAMP := $(VENV)/.installed
 NB_OUT := runs/notebooks
 SELECTION_METHODS := qdiverse random herding kcenter contextual_diversity moderate pgcs
 
-.PHONY: venv test unit notebook-tests lint demo clean-venv browser-deps browser-test
+.PHONY: venv test unit notebook-tests lint demo pruning complexity clean-venv browser-deps \
+	browser-test
 
 venv: $(STAMP)
 
@@ -67,12 +68,17 @@ notebook-tests: venv
 		$(NB_OUT)/07_results_tables.ipynb
 	TQDM_DISABLE=1 $(PY) -m papermill --no-progress-bar notebooks/08_explorer.ipynb \
 		$(NB_OUT)/08_explorer.ipynb -p DATASET proxy-tiny
+	TQDM_DISABLE=1 $(PY) -m papermill --no-progress-bar notebooks/10_pruning_calibration.ipynb \
+		$(NB_OUT)/10_pruning_calibration.ipynb
+	TQDM_DISABLE=1 $(PY) -m papermill --no-progress-bar notebooks/12_complexity.ipynb \
+		$(NB_OUT)/12_complexity.ipynb
 	TQDM_DISABLE=1 $(PY) -m pytest -p no:cacheprovider --nbval-lax --nbval-current-env \
 		--nbval-sanitize-with tests/nbval_sanitize.cfg \
 		$(NB_OUT)/00_proxy_benchmark.ipynb $(NB_OUT)/01_dataset_manifests.ipynb \
 		$(NB_OUT)/02_extract_embeddings.ipynb $(NB_OUT)/03_select_coresets_*.ipynb \
 		$(NB_OUT)/04_train_iqa.ipynb $(NB_OUT)/05_tsne_maps.ipynb $(NB_OUT)/06_mos_coverage.ipynb \
-		$(NB_OUT)/07_results_tables.ipynb $(NB_OUT)/08_explorer.ipynb
+		$(NB_OUT)/07_results_tables.ipynb $(NB_OUT)/08_explorer.ipynb \
+		$(NB_OUT)/10_pruning_calibration.ipynb $(NB_OUT)/12_complexity.ipynb
 
 test: lint unit notebook-tests browser-test
 
@@ -98,6 +104,22 @@ demo: venv
 	@ls -1 figures/proxy-default_mos.png figures/proxy-default_tsne_grid.png \
 		figures/proxy-default_mos_coverage.png figures/proxy-default_coverage.md \
 		figures/tables/demo.md figures/tables/demo_table2_maniqa-small.md
+
+# Coresets as pruning calibration sets (supplement Table 3) on the default proxy benchmark (PROXY
+# MOS): BaseCNN/small trained once per seed, pruned with every method's 10 % calibration set and
+# the uniform reference; finished runs are skipped. Then Table 3 and its figure in
+# figures/pruning/ from the run records alone. Add DEVICE=cuda on a GPU machine.
+PRUNING_SEEDS ?= 0 1 2 3 4
+DEVICE ?= auto
+pruning: venv
+	$(PY) -m qd_lib.data.synthetic --preset default
+	$(PY) -m qd_lib.pruning run --dataset proxy-default --methods all --seeds $(PRUNING_SEEDS) \
+		--device $(DEVICE)
+	$(PY) -m qd_lib.pruning table --dataset proxy-default
+
+# Q-Diverse's stage timings on synthetic features, Eq. 7 fitted by NNLS: figures/complexity/.
+complexity: venv
+	$(PY) -m qd_lib.analysis.complexity --preset default
 
 clean-venv:
 	rm -rf $(VENV)

@@ -499,7 +499,7 @@ def plot_fit(fit: ComplexityFit, axes=None):
 
 
 def write_complexity(fit: ComplexityFit, grid: ComplexityGrid, *, folder=None,
-                     seconds: float | None = None) -> dict:
+                     seconds: float | None = None, note: str | None = None) -> dict:
     """Write ``fit.json`` (coefficients per term, ``r2``, stage fits, exponents, the grid),
     the figure (``measured_vs_predicted.{png,pdf,json}``) and the timings table
     (``timings.{csv,md,tex,json}``) under ``folder`` (default ``figures/complexity``)."""
@@ -518,7 +518,7 @@ def write_complexity(fit: ComplexityFit, grid: ComplexityGrid, *, folder=None,
               "cpu_count": os.cpu_count(), "seconds": seconds,
               "machine": platform.processor() or platform.machine(),
               "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-              "qd_lib": __version__, "numpy": np.__version__}
+              "qd_lib": __version__, "numpy": np.__version__, "note": note}
     written = {"fit": atomic_write_json(folder / "fit.json", record)}
     use_style()
     fig, axes = plt.subplots(1, 5, figsize=(15, 3.2))
@@ -550,6 +550,8 @@ def main(argv=None) -> int:
     parser.add_argument("--folder", default=None, help="default: figures/complexity")
     parser.add_argument("--repeats", type=int, default=None,
                         help="timed repeats per configuration (default: the preset's)")
+    parser.add_argument("--note", default=None,
+                        help="where and how the timings were taken, stored in fit.json")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     setup(args.log_level)
@@ -559,7 +561,7 @@ def main(argv=None) -> int:
     started = time.perf_counter()
     fit = fit_complexity(run_complexity(grid))
     seconds = time.perf_counter() - started
-    files = write_complexity(fit, grid, folder=args.folder, seconds=seconds)
+    files = write_complexity(fit, grid, folder=args.folder, seconds=seconds, note=args.note)
     record = fit.to_record()
     print(f"Eq. 7 fitted on {record['n_points']} configurations in {seconds:.0f} s: "
           f"R² {record['r2']:.3f} (stage-wise: supplement terms "

@@ -109,7 +109,17 @@ def _table(args) -> int:
         return 2
     print(table.to_latex() if args.latex else table.to_markdown())
     if not args.no_save:
+        from qd_lib.paths import figures_dir
+        from qd_lib.pruning.experiment import load_records
+        from qd_lib.viz.pruning import save_pruning_figure
+
         files = save_table3(table, args.name, folder=args.folder)
+        records = load_records(args.runs_dir, run_ids=table.provenance["run_ids"])
+        folder = args.folder if args.folder is not None else figures_dir() / "pruning"
+        for dataset in table.provenance["datasets"]:
+            files.update({f"{dataset}_{k}": v for k, v in save_pruning_figure(
+                [r for r in records if r["dataset"] == dataset], f"pruning_{dataset}",
+                folder=folder, provenance={"table": args.name}).items()})
         print("wrote:", ", ".join(sorted(str(p) for p in files.values())))
     return 0
 

@@ -7,7 +7,7 @@ import numpy as np
 
 from qd_lib.viz.figures import PALETTE
 
-__all__ = ["plot_allocations", "plot_flops_srcc"]
+__all__ = ["plot_allocations", "plot_flops_srcc", "save_pruning_figure"]
 
 
 def _label(method: str) -> str:
@@ -65,3 +65,26 @@ def plot_flops_srcc(records: Sequence[dict], ax=None):
     ax.set_ylabel("test SRCC")
     ax.legend(fontsize=7)
     return ax
+
+
+def save_pruning_figure(records: Sequence[dict], name: str, *, folder=None,
+                        provenance: dict | None = None) -> dict:
+    """The allocation and FLOPs-vs-SRCC panels of ``records`` side by side, saved with
+    :func:`qd_lib.viz.save_figure` (PNG, PDF, JSON) as ``<folder>/<name>``."""
+    import matplotlib.pyplot as plt
+
+    from qd_lib.viz.figures import save_figure, use_style
+
+    use_style()
+    fig, axes = plt.subplots(1, 2, figsize=(12, 3.2), gridspec_kw={"width_ratios": [2, 1]})
+    plot_allocations(records, axes[0])
+    plot_flops_srcc(records, axes[1])
+    datasets = sorted({r["dataset"] for r in records})
+    proxy = any(r.get("proxy") for r in records)
+    fig.suptitle(f"{', '.join(datasets)}: per-layer sparsity of the rate-distortion allocation, "
+                 "and FLOPs vs SRCC" + (" (PROXY MOS)" if proxy else ""), fontsize=9)
+    try:
+        return save_figure(fig, name, folder=folder, provenance={
+            "run_ids": sorted(r["run_id"] for r in records), **(provenance or {})})
+    finally:
+        plt.close(fig)
