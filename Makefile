@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 NB_OUT := runs/notebooks
 SELECTION_METHODS := qdiverse random herding kcenter contextual_diversity moderate pgcs
 
-.PHONY: venv test unit notebook-tests lint demo pruning complexity clean-venv browser-deps \
+.PHONY: venv test unit notebook-tests lint demo study pruning complexity clean-venv browser-deps \
 	browser-test
 
 venv: $(STAMP)
@@ -68,6 +68,9 @@ notebook-tests: venv
 		$(NB_OUT)/07_results_tables.ipynb
 	TQDM_DISABLE=1 $(PY) -m papermill --no-progress-bar notebooks/08_explorer.ipynb \
 		$(NB_OUT)/08_explorer.ipynb -p DATASET proxy-tiny
+	rm -rf runs/study-tiny
+	TQDM_DISABLE=1 $(PY) -m papermill --no-progress-bar notebooks/09_study.ipynb \
+		$(NB_OUT)/09_study.ipynb
 	TQDM_DISABLE=1 $(PY) -m papermill --no-progress-bar notebooks/10_pruning_calibration.ipynb \
 		$(NB_OUT)/10_pruning_calibration.ipynb
 	TQDM_DISABLE=1 $(PY) -m papermill --no-progress-bar notebooks/12_complexity.ipynb \
@@ -78,7 +81,7 @@ notebook-tests: venv
 		$(NB_OUT)/02_extract_embeddings.ipynb $(NB_OUT)/03_select_coresets_*.ipynb \
 		$(NB_OUT)/04_train_iqa.ipynb $(NB_OUT)/05_tsne_maps.ipynb $(NB_OUT)/06_mos_coverage.ipynb \
 		$(NB_OUT)/07_results_tables.ipynb $(NB_OUT)/08_explorer.ipynb \
-		$(NB_OUT)/10_pruning_calibration.ipynb $(NB_OUT)/12_complexity.ipynb
+		$(NB_OUT)/09_study.ipynb $(NB_OUT)/10_pruning_calibration.ipynb $(NB_OUT)/12_complexity.ipynb
 
 test: lint unit notebook-tests browser-test
 
@@ -104,6 +107,23 @@ demo: venv
 	@ls -1 figures/proxy-default_mos.png figures/proxy-default_tsne_grid.png \
 		figures/proxy-default_mos_coverage.png figures/proxy-default_coverage.md \
 		figures/tables/demo.md figures/tables/demo_table2_maniqa-small.md
+
+# The evidence study (PROXY benchmark): trains only what figures/study/*runs.csv and runs/ do not
+# hold yet (a fresh clone with the committed CSVs retrains nothing), then the training-free
+# diagnostics and ablation (resumed by row), the tables, figures and the README's evidence
+# section. STUDY_WORKERS runs in parallel (one torch thread each).
+STUDY_WORKERS ?= 2
+study: venv
+	$(PY) -m qd_lib.data.synthetic --preset default
+	$(PY) -m qd_lib.study --out figures/study/epochs run notebooks/sweeps/study_epochs.yaml \
+		--workers $(STUDY_WORKERS)
+	$(PY) -m qd_lib.study epochs
+	$(PY) -m qd_lib.study run notebooks/sweeps/study.yaml notebooks/sweeps/study_ablation.yaml \
+		--workers $(STUDY_WORKERS)
+	$(PY) -m qd_lib.study report notebooks/sweeps/study.yaml notebooks/sweeps/study_ablation.yaml
+	$(PY) -m qd_lib.study diagnostics --jobs $(STUDY_WORKERS)
+	$(PY) -m qd_lib.study ablation --jobs $(STUDY_WORKERS)
+	$(PY) -m qd_lib.study readme
 
 # Coresets as pruning calibration sets (supplement Table 3) on the default proxy benchmark (PROXY
 # MOS): BaseCNN/small trained once per seed, pruned with every method's 10 % calibration set and

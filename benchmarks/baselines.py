@@ -32,8 +32,9 @@ its peak-RSS counter (``/proc/self/clear_refs``), then times the ``select()`` ca
   only when the timed call took at most ``--trace-max-s`` seconds ("-" otherwise).
 
 All methods run with the library defaults (``n_jobs=1`` for PGCS and Q-Diverse, seed 0,
-progress bars off). k-Center, Herding, PGCS's partitioning and Q-Diverse limit BLAS to one
-thread themselves; Moderate and Contextual Diversity use the BLAS default.
+progress bars off). ``select()`` runs every method with BLAS and OpenMP on one thread (so no
+result depends on the thread count); Herding's picks are those of the float64 greedy (float32
+screening passes, float64 decisions).
 
 ``--naive`` adds the naive reference transcriptions (DeepCore's k-Center and Herding loops with
 their per-step gathers and preallocated ``(B-1) x N`` matrix; Moderate in one float64 block;

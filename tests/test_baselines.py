@@ -18,13 +18,14 @@ from scipy.stats import special_ortho_group
 from qd_lib.selection import get_method, select
 from qd_lib.selection._kernels import (
     coordinate_median,
+    dot_error_bound,
     farthest_first,
-    gram_rows_chunks,
+    gram_chunks,
     jeffreys_to_point,
     sq_dists_to_point,
     working_copy,
 )
-from qd_lib.selection.binning import mos_bins, split_budget
+from qd_lib.selection.binning import mos_bins, select_per_bin, split_budget
 from qd_lib.selection.methods.contextual_diversity import prepare_probabilities
 from qd_lib.selection.methods.herding import herding_greedy
 from qd_lib.selection.methods.kcenter import farthest_first_pruned
@@ -59,18 +60,38 @@ def covering_radius(X, picks):
     return float(cdist(X, X[picks]).min(axis=1).max())
 
 
-def brute_herding(X, budget, farthest):
-    """DeepCore's loop, transcribed: residual (t+1)μ − S_t, arg{max,min} over unpicked."""
+def offset_clusters(n, d, *, n_clusters, seed, offset, spread):
+    """Tight float32 clusters far from the origin: rows whose herding scores nearly tie."""
+    rng = np.random.default_rng(seed)
+    centres = 3.0 * rng.standard_normal((n_clusters, d))
+    scale = spread * rng.uniform(0.5, 1.5, n_clusters)
+    labels = rng.integers(n_clusters, size=n)
+    X = centres[labels] + scale[labels, None] * rng.standard_normal((n, d)) + offset
+    return X.astype(np.float32)
+
+
+def herding_oracle(X, budget, farthest):
+    """Herding in float64, every ‖(t+1)μ − S_t − x_i‖² recomputed from scratch.
+
+    Returns the picks and, per pick, the gap between the winner and the runner-up relative to
+    the largest distance (how far the decision lies above float64 round-off).
+    """
     X = np.asarray(X, dtype=np.float64)
     mu = X.mean(axis=0)
-    chosen, S = [], np.zeros(X.shape[1])
+    S = np.zeros(X.shape[1])
+    free = np.ones(len(X), dtype=bool)
+    picks, gaps = [], []
     for t in range(budget):
-        d = np.linalg.norm((t + 1) * mu - S - X, axis=1)
-        d[chosen] = -np.inf if farthest else np.inf
-        p = int(np.argmax(d) if farthest else np.argmin(d))
-        chosen.append(p)
+        d2 = ((X - ((t + 1) * mu - S)) ** 2).sum(axis=1)
+        key = -d2 if farthest else d2.copy()
+        key[~free] = np.inf
+        best, second = np.partition(key, 1)[:2] if free.sum() > 1 else (key.min(), np.inf)
+        gaps.append((second - best) / d2.max())
+        p = int(np.argmin(key))
+        picks.append(p)
+        free[p] = False
         S += X[p]
-    return np.array(chosen)
+    return np.array(picks), np.array(gaps)
 
 
 def brute_kcenter(X, budget, first):
@@ -97,11 +118,23 @@ def test_distance_kernels_match_cdist():
     np.testing.assert_allclose(W.mean(axis=0), 0.0, atol=1e-12)
     ref = cdist(X, X, "sqeuclidean")
     np.testing.assert_allclose(sq_dists_to_point(W, sq, 17), ref[17], rtol=1e-9, atol=1e-9)
-    G = np.hstack([g for _, _, g in gram_rows_chunks(W, np.array([3, 50, 99]),
-                                                      budget_bytes=64 * 3 * 24)])
+    G = np.hstack([g for _, _, g in gram_chunks(W, W[[3, 50, 99]], budget_bytes=64 * 3 * 8)])
     np.testing.assert_allclose(G, W[[3, 50, 99]] @ W.T, rtol=1e-12, atol=1e-9)
     np.testing.assert_allclose(coordinate_median(X, np.arange(0, 120, 3), budget_bytes=400),
                                np.median(X[::3], axis=0))
+
+
+def test_dot_error_bound_covers_float32_products_of_rounded_rows():
+    rng = np.random.default_rng(3)
+    for d in (1, 7, 64, 512):
+        c = dot_error_bound(np.float32, d)
+        assert c < (d + 4) * 2.0 ** -24 * 1.05  # the worst case, not a blanket margin
+        # rows with large offsets and mixed signs: products that cancel
+        X = rng.standard_normal((300, d)) * rng.uniform(1e-3, 1e3, (300, 1)) + 40.0
+        w = rng.standard_normal(d) - 0.02
+        screened = X.astype(np.float32) @ w.astype(np.float32)
+        err = np.abs(screened.astype(np.float64) - X @ w)
+        assert (err <= c * np.linalg.norm(X, axis=1) * np.linalg.norm(w)).all()
 
 
 def test_jeffreys_kernel_matches_a_double_loop_and_survives_zeros():
@@ -179,6 +212,25 @@ def test_split_budget_largest_remainder():
         assert (np.abs(q - budget * sizes / sizes.sum()) < 1).all()
 
 
+def test_select_per_bin_merges_bins_in_order_and_skips_empty_shares():
+    bins = mos_bins([1.0, 1.1, 1.2, 3.0, 4.9, 5.0], n_bins=2)  # rows 0-2 and 3-5
+    calls = []
+
+    def last_first(c, rows, quota):  # picks the bin's rows from the last one down
+        calls.append((c, rows.tolist(), quota))
+        return np.arange(len(rows))[::-1][:quota], np.full(quota, float(c)), f"bin {c}"
+
+    out = select_per_bin(bins, 4, last_first)
+    assert calls == [(0, [0, 1, 2], 2), (1, [3, 4, 5], 2)]
+    assert out.indices.tolist() == [2, 1, 5, 4] and out.gains.tolist() == [0, 0, 1, 1]
+    assert out.quotas.tolist() == [2, 2] and out.extras == ["bin 0", "bin 1"]
+    calls.clear()
+    one = select_per_bin(bins, 1, last_first)  # bin 1 gets no share and is never run
+    assert calls == [(0, [0, 1, 2], 1)] and one.indices.tolist() == [2]
+    assert one.extras == ["bin 0", None]
+    assert select_per_bin(bins, 2, lambda c, rows, q: (np.arange(q), None, None)).gains is None
+
+
 # ------------------------------------------------------------------------------- herding
 def test_herding_golden_orders_on_a_line():
     # x = 0, 1, 2, 3, 10: mean 3.2. Classic: nearest to 3.2 (3), then the residual
@@ -195,8 +247,20 @@ def test_herding_golden_orders_on_a_line():
 @pytest.mark.parametrize("variant", ["classic", "deepcore"])
 def test_herding_equals_a_transcription_of_the_loop(variant):
     X = clustered(600, 12, seed=4)
-    ref = brute_herding(X, 150, variant == "deepcore")
+    ref, _ = herding_oracle(X, 150, variant == "deepcore")
     sel = select("herding", X, 150, variant=variant, dtype="float64", progress=False)
+    np.testing.assert_array_equal(sel.indices, ref)
+
+
+@pytest.mark.parametrize("variant", ["classic", "deepcore"])
+def test_herding_default_equals_a_float64_oracle_on_tight_offset_clusters(variant):
+    # Six tight clusters (spread 0.01) at offset 300: winners and runners-up differ by 1e-11
+    # to 1e-7 of the distances. Incremental float32 scores decided such a near-tie the wrong
+    # way (classic at pick 310, deepcore at pick 158).
+    X = offset_clusters(2000, 64, n_clusters=6, seed=0, offset=300.0, spread=0.01)
+    ref, gaps = herding_oracle(X, 600, variant == "deepcore")
+    assert gaps.min() > 1e-12  # every decision lies far above float64 round-off
+    sel = select("herding", X, 600, variant=variant, progress=False)
     np.testing.assert_array_equal(sel.indices, ref)
 
 
@@ -205,7 +269,7 @@ def test_herding_block_engine_exercises_blocks_corrections_and_plain_steps():
     W, sq = working_copy(X, np.float64)
     for farthest in (False, True):
         picks, disc, stats = herding_greedy(W, sq, 300, farthest=farthest)
-        np.testing.assert_array_equal(picks, brute_herding(X, 300, farthest))
+        np.testing.assert_array_equal(picks, herding_oracle(X, 300, farthest)[0])
         assert stats["blocks"] > 0
     _, _, classic_stats = herding_greedy(W, sq, 300)
     assert classic_stats["corrections"] > 0 and classic_stats["plain_steps"] > 0
@@ -366,6 +430,35 @@ def test_kcenter_seed_prefix_and_balance():
         select("kcenter", X, 5, mos=mos, balance=True, first_index=0)
     with pytest.raises(ValueError, match="'first_index'.*\\[0, 199\\].*200"):
         select("kcenter", X, 5, first_index=200)
+
+
+def test_kcenter_can_draw_the_first_centre_from_deepcores_legacy_stream():
+    # DeepCore seeds numpy's legacy RandomState and draws randint(0, n) for the first centre;
+    # for n = 200 that stream gives 172, 175 and 136 for seeds 0, 7 and 2024.
+    X = clustered(200, 4, seed=15)
+    for seed, legacy in ((0, 172), (7, 175), (2024, 136)):
+        assert np.random.RandomState(seed).randint(0, 200) == legacy  # noqa: NPY002
+        sel = select("kcenter", X, 10, seed=seed, first_draw="deepcore", progress=False)
+        assert sel.indices[0] == legacy and sel.info["first_index"] == legacy
+        assert sel.params["first_draw"] == "deepcore"
+        default = select("kcenter", X, 10, seed=seed, progress=False)
+        assert default.indices[0] == np.random.default_rng(seed).integers(200) != legacy
+        np.testing.assert_array_equal(sel.indices, select(
+            "kcenter", X, 10, first_index=legacy, progress=False).indices)
+    # balanced: DeepCore restarts the same seed in every class (here: every MOS bin)
+    mos = np.random.default_rng(15).uniform(1, 5, 200)
+    bal = select("kcenter", X, 30, mos=mos, balance=True, seed=7, first_draw="deepcore",
+                 progress=False)
+    bins = mos_bins(mos)
+    expected = [int(bins.members(c)[np.random.RandomState(7).randint(0, n_c)])  # noqa: NPY002
+                for c, n_c in enumerate(bins.counts)]
+    assert bal.info["first_index"] == expected
+    with pytest.raises(ValueError, match="'first_draw'.*'generator', 'deepcore'.*'legacy'"):
+        select("kcenter", X, 5, first_draw="legacy")
+    with pytest.raises(ValueError, match="'first_index'.*'first_draw'"):
+        select("kcenter", X, 5, first_index=3, first_draw="deepcore")
+    with pytest.raises(ValueError, match="'seed'.*first_draw='deepcore'.*seed=None"):
+        select("kcenter", X, 5, seed=None, first_draw="deepcore")
 
 
 # ------------------------------------------------------------------- contextual diversity
@@ -638,6 +731,23 @@ def test_pgcs_with_a_precomputed_embedding():
     assert sel.info["tsne"] == "precomputed"
     with pytest.raises(ValueError, match="'embedding_3d'.*233"):
         select("pgcs", X, 40, embedding_3d=Y[:-1])
+
+
+def test_pgcs_takes_every_budget_on_tiny_inputs_with_default_options():
+    # The default K = 5 used to refuse every budget below 5 rows, though nobody had set it.
+    for n in range(1, 7):
+        X = np.random.default_rng(n).standard_normal((n, 6))
+        for budget in range(1, n + 1):
+            sel = select("pgcs", X, budget, seed=0, progress=False)
+            assert sel.budget == budget and len(set(sel.indices.tolist())) == budget
+            assert sel.params["n_partitions"] == min(5, n)
+            assert sel.info["quotas"] == pgcs_quotas(sel.info["partition_sizes"],
+                                                     budget).tolist()
+        assert (sel.info["tsne"] == "skipped") == (n < 4)  # too few rows for t-SNE
+    # a K the user set is still checked against N
+    with pytest.raises(ValueError, match=r"The 'n_partitions' parameter of pgcs must be an "
+                                         r"int in the range \[1, 3\]\. Got 5 instead\."):
+        select("pgcs", np.eye(3), 2, n_partitions=5)
 
 
 def test_pgcs_partitioning_never_builds_an_n_by_n_matrix():

@@ -110,17 +110,18 @@ def test_registered_with_the_spec_defaults():
 
 
 
-def test_former_import_paths_still_resolve():
-    import qd_lib.selection.methods.qdiverse as package
-    import qd_lib.selection.spectral as former
-    from qd_lib.selection.methods.qdiverse import affinity, batches, greedy, spectral
+def test_the_former_import_path_says_where_things_went():
+    import importlib
 
-    for name in former.__all__:
-        home = next(m for m in (affinity, batches, greedy, spectral) if hasattr(m, name))
-        assert getattr(former, name) is getattr(home, name)
+    import qd_lib.selection.methods.qdiverse as package
+
+    with pytest.raises(ImportError, match="qdiverse.affinity.*greedy_logdet in .greedy"):
+        importlib.import_module("qd_lib.selection.spectral")
     assert get_method("qdiverse").func is package.qdiverse_selection
     assert set(package.__all__) == {"qdiverse_selection", "qdiverse_preset", "QDIVERSE_PRESETS",
-                                    "QDiversePreset", "QDIVERSE_DEFAULTS"}
+                                    "QDiversePreset", "QDIVERSE_DEFAULTS",
+                                    "qdiverse_qdpp_selection", "qdiverse_density_selection"}
+
 
 def test_selection_records_params_info_and_gains():
     sel = run(features(250), 0.2, batch_size=100, n_landmarks=40)
@@ -1052,3 +1053,46 @@ def test_cuda_backend_reproduces_the_golden_pick_order(tmp_path):
     for name, logdet in GOLDEN_FLOAT16_LOGDET.items():
         budget, opts, _, _ = GOLDEN[name]
         assert_golden(run(mm, budget, **opts, backend="torch", device="cuda:0"), name, logdet)
+
+
+
+# ------------------------------------------------------------------ labelled extensions
+def _unequal_clusters(seed=0):
+    """A big tight cluster (900 rows) and a small one (100 rows) far apart, in both views."""
+    rng = np.random.default_rng(seed)
+    big = rng.normal(0, 1, (900, 8))
+    small = rng.normal(0, 1, (100, 8)) + 12
+    order = rng.permutation(1000)
+    X = np.vstack([big, small])[order]
+    is_big = (order < 900)
+    return {"content": X, "quality": X[:, ::-1] * 0.5}, is_big
+
+
+@pytest.mark.parametrize("name", ["qdiverse_qdpp", "qdiverse_density"])
+def test_extensions_are_labelled_and_follow_the_density(name):
+    spec = get_method(name)
+    assert spec.summary.startswith("EXTENSION (not in the paper)")
+    assert set(spec.options) == set(get_method("qdiverse").options) - {"extension"}
+    feats, is_big = _unequal_clusters()
+    plain = select("qdiverse", feats, 100, seed=0, batch_size=None, n_landmarks=200)
+    ext = select(name, feats, 100, seed=0, batch_size=None, n_landmarks=200)
+    assert ext.params["extension"] in ("quality_dpp", "density_kernel")
+    share_plain = is_big[plain.indices].mean()
+    share_ext = is_big[ext.indices].mean()
+    # the training distribution is 90 % big cluster: the extension gets closer to it
+    assert abs(share_ext - 0.9) < abs(share_plain - 0.9), (share_plain, share_ext)
+    with pytest.raises(TypeError, match=r"Unknown option\(s\) \['extension'\]"):
+        select(name, feats, 10, extension=None)
+
+
+def test_extension_options_are_checked():
+    feats, _ = _unequal_clusters()
+    with pytest.raises(ValueError, match="'extension' parameter must be one of"):
+        select("qdiverse", feats, 10, extension="dpp")
+    with pytest.raises(ValueError, match="numpy backend only"):
+        select("qdiverse", feats, 10, extension="quality_dpp", backend="torch")
+    with pytest.raises(ValueError, match="'local_k' parameter"):
+        select("qdiverse", feats, 10, extension="density_kernel", local_k=0)
+    default = select("qdiverse", feats, 30, seed=1, batch_size=None)
+    same = select("qdiverse", feats, 30, seed=1, batch_size=None, extension=None)
+    assert np.array_equal(default.indices, same.indices)  # the paper's method is untouched

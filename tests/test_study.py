@@ -84,3 +84,43 @@ def test_variants_carry_their_options_in_the_name():
     assert variant_name("qdiverse", {}) == "qdiverse"
     assert variant_name("qdiverse", {"gamma": 0.7, "batch_order": "shuffle"}) == \
         "qdiverse[batch_order=shuffle,gamma=0.7]"
+
+
+def test_the_study_commands_end_to_end_on_the_tiny_sweep(tiny_bench, tmp_path, monkeypatch):
+    """run → runs.csv/summary.csv (summary exactly what runs.csv says), a second run trains
+    nothing, diagnostics and their correlation with SRCC, the README section from the files."""
+    from qd_lib.paths import repo_root
+    from qd_lib.study import commands
+    from qd_lib.study.readme import BEGIN, END
+
+    monkeypatch.setenv("QD_RUNS_DIR", str(tmp_path / "runs"))
+    sweep = repo_root() / "notebooks" / "sweeps" / "study_tiny.yaml"
+    out = tmp_path / "study"
+    done = commands.run_missing([sweep], out)
+    assert done["trained"] == 6 and done["failed"] == 0 and done["rows"] == 6
+    runs = pd.read_csv(out / "runs.csv")
+    assert set(runs["method"]) == {"random", "qdiverse", "kcenter"}
+    assert runs["val_srcc"].notna().all() and (runs["epochs"] == 1).all()
+    assert (out / "summary.csv").read_text() == commands.summary_from_runs(out)
+    again = commands.run_missing([sweep], out)
+    assert again["trained"] == 0 and again["held"] == 6
+    # a fresh machine: no records under runs/, only the committed CSV; nothing is retrained
+    monkeypatch.setenv("QD_RUNS_DIR", str(tmp_path / "fresh"))
+    assert commands.run_missing([sweep], out)["trained"] == 0
+    paths = commands.report([sweep], out)
+    assert paths["srcc_vs_fraction"].is_file() and paths["paired_forest"].is_file()
+    assert len(pd.read_csv(out / "runs.csv")) == 6  # the committed rows survive
+    diag = commands.diagnostics("proxy-tiny", out, seeds=2, fractions=[0.25],
+                                feature_set="pixels")
+    table = pd.read_csv(diag["diagnostics"])
+    assert len(table) == 7 * 2 and set(table["seed"]) == {0, 1}
+    assert table["ks"].between(0, 1).all() and (table["covering_radius_content"] > 0).all()
+    corr = pd.read_csv(diag["correlations"])
+    assert set(corr["model"]) >= {"all"} and corr["spearman"].between(-1, 1).all()
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n\nintro\n")
+    commands.write_readme_section(out, readme)
+    text = readme.read_text()
+    assert BEGIN in text and END in text and "PROXY" in text and "Q-Diverse is" in text
+    commands.write_readme_section(out, readme)  # idempotent: one section, replaced
+    assert readme.read_text() == text

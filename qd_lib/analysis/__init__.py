@@ -6,8 +6,9 @@ from qd_lib.analysis.coverage import (
     embedding_coverage,
     mos_coverage,
     nearest_selected_distances,
+    reference_distances,
 )
 from qd_lib.analysis.tsne import tsne_layout
 
 __all__ = ["mos_coverage", "covering_radius", "coverage_table", "embedding_coverage",
-           "nearest_selected_distances", "tsne_layout"]
+           "nearest_selected_distances", "reference_distances", "tsne_layout"]

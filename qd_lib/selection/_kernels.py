@@ -11,6 +11,8 @@ sum are float64, and round-off below zero is clamped. The rows are centred first
 
 Functions
 ---------
+column_mean
+    Column mean of a (possibly memory-mapped) matrix, accumulated in float64 over row chunks.
 working_copy
     Centred, C-contiguous float32/float64 copy of a feature matrix, with its row norms.
 chunk_rows
@@ -19,8 +21,10 @@ sq_dists_to_point
     Squared distances from every row to one row (a GEMV).
 snap_to_zero
     Squared distances below the Gram identity's round-off set to exactly 0 (duplicates tie).
-gram_rows_chunks
-    ``P Wᵀ`` for a block of query rows, yielded one column chunk at a time (Herding's check).
+gram_chunks
+    ``Q Wᵀ`` for a block of query rows, yielded one column chunk at a time (Herding's check).
+dot_error_bound
+    Rigorous bound on the round-off of a float32/float64 inner product (Herding's screening).
 coordinate_median
     Per-dimension median of a set of rows (column blocks, float64).
 sq_dists_to_vector
@@ -29,8 +33,13 @@ jeffreys_to_point
     Half the Jeffreys divergence (symmetric KL) from every probability row to one row.
 farthest_first
     Greedy farthest-first traversal (k-Center) for any "distances to one point" callable.
+farthest_first_loop
+    The traversal's loop around a running minimum, for callers that lower it their own way.
 single_thread_blas
     Context manager: BLAS on one thread for loops of small products.
+one_thread
+    Context manager: BLAS and OpenMP on one thread (what :func:`~qd_lib.selection.select`
+    runs every method under, so no result depends on the machine's thread count).
 check_flag, resolve_dtype
     Small option checks shared by the selectors.
 """
@@ -48,12 +57,17 @@ except ImportError:  # pragma: no cover - threadpoolctl ships with scikit-learn
 
 __all__ = [
     "DEFAULT_CHUNK_BYTES",
+    "THREADS",
     "check_flag",
     "chunk_rows",
+    "column_mean",
     "coordinate_median",
+    "dot_error_bound",
     "farthest_first",
-    "gram_rows_chunks",
+    "farthest_first_loop",
+    "gram_chunks",
     "jeffreys_to_point",
+    "one_thread",
     "resolve_dtype",
     "single_thread_blas",
     "snap_to_zero",
@@ -81,32 +95,55 @@ def chunk_rows(width: int, *, itemsize: int = 8, budget_bytes: int = DEFAULT_CHU
     return max(int(minimum), int(budget_bytes) // max(1, int(width) * int(itemsize)))
 
 
+def column_mean(X: np.ndarray, *, budget_bytes: int = DEFAULT_CHUNK_BYTES) -> np.ndarray:
+    """Column mean of ``X`` in float64, accumulated over row chunks (a memmap is read once)."""
+    n, d = X.shape
+    step = chunk_rows(d, itemsize=8, budget_bytes=budget_bytes)
+    mean = np.zeros(d, dtype=np.float64)
+    for start in range(0, n, step):
+        mean += np.asarray(X[start:start + step]).sum(axis=0, dtype=np.float64)
+    return mean / n
+
+
 def working_copy(X: np.ndarray, dtype=np.float32, *, center: bool = True,
+                 mean: np.ndarray | None = None, exact_norms: bool = False,
                  budget_bytes: int = DEFAULT_CHUNK_BYTES) -> tuple[np.ndarray, np.ndarray]:
     """Copy ``X`` into a C-contiguous ``dtype`` array, centred on its column mean.
 
-    The mean is accumulated in float64 over row chunks, so a ``numpy.memmap`` is read once
-    chunk by chunk. Distances and the herding residual are translation invariant, so centring
-    changes no result; it only shrinks the norms in the Gram identity.
+    The mean is accumulated in float64 over row chunks (:func:`column_mean`), so a
+    ``numpy.memmap`` is read chunk by chunk. Distances and the herding residual are translation
+    invariant, so centring changes no result; it only shrinks the norms in the Gram identity.
+
+    Parameters
+    ----------
+    mean : ndarray of shape (d,), optional
+        The centre to subtract (default: the column mean; ignored when ``center=False``).
+    exact_norms : bool, default=False
+        Norms of the float64 rows ``X_i − mean`` instead of the stored (rounded) rows.
 
     Returns
     -------
     W : ndarray of shape (n, d), ``dtype``
     sq_norms : ndarray of shape (n,), float64
-        ``‖W_i‖²`` computed in float64 from the stored (rounded) rows.
+        ``‖W_i‖²`` computed in float64.
     """
     dtype = resolve_dtype(dtype)
     n, d = X.shape
-    step = chunk_rows(d, itemsize=8, budget_bytes=budget_bytes)
-    mean = np.zeros(d, dtype=np.float64)
-    if center:
-        for start in range(0, n, step):
-            mean += np.asarray(X[start:start + step]).sum(axis=0, dtype=np.float64)
-        mean /= n
+    # exact_norms holds one float64 chunk at a time: keep it a small share of the budget
+    step = chunk_rows(d, itemsize=64 if exact_norms else 8, budget_bytes=budget_bytes)
+    if not center:
+        mean = np.zeros(d, dtype=np.float64)
+    elif mean is None:
+        mean = column_mean(X, budget_bytes=budget_bytes)
     W = np.empty((n, d), dtype=dtype)
     sq = np.empty(n, dtype=np.float64)
     for start in range(0, n, step):
         block = W[start:start + step]
+        if exact_norms:
+            exact = np.subtract(X[start:start + step], mean, dtype=np.float64)
+            sq[start:start + step] = np.einsum("ij,ij->i", exact, exact)
+            block[...] = exact
+            continue
         # float64 arithmetic, rounded once into the working dtype (buffered: no temporary)
         np.subtract(X[start:start + step], mean, out=block, casting="unsafe")
         sq[start:start + step] = np.einsum("ij,ij->i", block, block, dtype=np.float64)
@@ -139,20 +176,34 @@ def sq_dists_to_point(W: np.ndarray, sq: np.ndarray, p: int, out: np.ndarray | N
     return out
 
 
-def gram_rows_chunks(W: np.ndarray, picks: np.ndarray, *,
-                     budget_bytes: int = DEFAULT_CHUNK_BYTES
-                     ) -> Iterator[tuple[int, int, np.ndarray]]:
-    """Yield ``(start, stop, G)`` with ``G = W[picks] @ W[start:stop].T`` as float64.
+def gram_chunks(W: np.ndarray, Q: np.ndarray, *, budget_bytes: int = DEFAULT_CHUNK_BYTES
+                ) -> Iterator[tuple[int, int, np.ndarray]]:
+    """Yield ``(start, stop, G)`` with ``G = Q @ W[start:stop].T`` in ``W``'s dtype.
 
-    ``G`` has shape ``(len(picks), stop − start)``; the column chunks cover ``range(n)`` in order.
+    ``Q`` holds query rows (cast to ``W``'s dtype); ``G`` has shape ``(len(Q), stop − start)``
+    and at most ``budget_bytes``; the column chunks cover ``range(n)`` in order.
     """
-    picks = np.asarray(picks, dtype=np.int64)
-    P = np.ascontiguousarray(W[picks])
-    step = chunk_rows(max(1, len(picks)), itemsize=8 * 3, budget_bytes=budget_bytes, minimum=64)
+    Q = np.ascontiguousarray(Q, dtype=W.dtype)
+    step = chunk_rows(max(1, len(Q)), itemsize=W.dtype.itemsize, budget_bytes=budget_bytes,
+                      minimum=64)
     for start in range(0, W.shape[0], step):
         stop = min(start + step, W.shape[0])
-        g = P @ W[start:stop].T
-        yield start, stop, g.astype(np.float64, copy=False)
+        yield start, stop, Q @ W[start:stop].T
+
+
+def dot_error_bound(dtype, d: int) -> float:
+    """Factor ``c`` with ``|fl(x̂·ŵ) − x·w| ≤ c‖x‖‖w‖`` for float64 vectors ``x``, ``w``.
+
+    ``x̂``, ``ŵ`` are ``x``, ``w`` rounded to ``dtype`` (unit round-off ``u``) and ``fl`` is a
+    dot product of length ``d`` summed in ``dtype`` in any order (so any BLAS kernel, FMA or
+    not): rounding the inputs costs at most ``(2u + u²)Σ|x_k w_k|`` and the sum at most
+    ``γ_d Σ|x̂_k ŵ_k|`` with ``γ_d = du/(1 − du)`` (Higham, *Accuracy and Stability of
+    Numerical Algorithms*, §3.1), and ``Σ|x_k w_k| ≤ ‖x‖‖w‖``. A small margin covers the
+    float64 arithmetic around the product.
+    """
+    u = float(np.finfo(resolve_dtype(dtype)).eps) / 2.0
+    gamma = d * u / (1.0 - d * u)
+    return 1.01 * (gamma * (1.0 + u) ** 2 + 2.0 * u + u * u) + 64.0 * (d + 8) * 2.0 ** -53
 
 
 def sq_dists_to_vector(X: np.ndarray, v: np.ndarray, *,
@@ -227,9 +278,26 @@ def farthest_first(dist_to: Callable[[int], np.ndarray], n: int, budget: int, fi
         ``radii[t]`` is the covering value after picks ``0..t``: the largest distance from any
         point to its nearest pick (in the units ``dist_to`` returns).
     """
+    m = np.array(dist_to(first), dtype=np.float64)
+
+    def add_centre(t: int, p: int, m: np.ndarray) -> None:
+        np.minimum(m, dist_to(p), out=m)
+
+    return farthest_first_loop(m, budget, first, add_centre, bar=bar)
+
+
+def farthest_first_loop(m: np.ndarray, budget: int, first: int,
+                        add_centre: Callable[[int, int, np.ndarray], None], *,
+                        bar=None) -> tuple[np.ndarray, np.ndarray]:
+    """The farthest-first loop around a running minimum ``m``, lowered by ``add_centre``.
+
+    ``m`` holds every point's distance to ``first`` and is updated in place; picked points are
+    set to ``-inf`` before ``add_centre(t, p, m)`` lowers ``m`` for the ``t``-th centre ``p``
+    (every unpicked entry to at most its distance to ``p``). Returns ``(picks, radii)`` as
+    :func:`farthest_first` does.
+    """
     picks = np.empty(budget, dtype=np.int64)
     radii = np.empty(budget, dtype=np.float64)
-    m = np.array(dist_to(first), dtype=np.float64)
     picks[0] = first
     m[first] = -np.inf
     if bar is not None:
@@ -238,12 +306,11 @@ def farthest_first(dist_to: Callable[[int], np.ndarray], n: int, budget: int, fi
         p = int(np.argmax(m))
         radii[t - 1] = max(m[p], 0.0)
         picks[t] = p
-        np.minimum(m, dist_to(p), out=m)
         m[p] = -np.inf
+        add_centre(t, p, m)
         if bar is not None:
             bar.update(1)
-    m[picks] = 0.0
-    radii[budget - 1] = max(float(m.max()), 0.0)
+    radii[budget - 1] = max(float(m.max()), 0.0)  # -inf (no point left) gives 0
     return picks, radii
 
 
@@ -268,3 +335,20 @@ def single_thread_blas():
     if threadpool_limits is None:  # pragma: no cover
         return contextlib.nullcontext()
     return threadpool_limits(limits=1, user_api="blas")
+
+
+#: The thread setting every selection runs under (recorded in ``Selection.info["threads"]``).
+THREADS = {"blas": 1, "openmp": 1} if threadpool_limits is not None else {"blas": None,
+                                                                           "openmp": None}
+
+
+def one_thread():
+    """Context manager limiting BLAS and OpenMP to one thread (threadpoolctl).
+
+    Float results of BLAS (a GEMM's blocking, a LAPACK factorisation) can change with the
+    number of threads, and a greedy selection turns one changed bit into another coreset.
+    Libraries loaded after entering the context are not limited, so import them first.
+    """
+    if threadpool_limits is None:  # pragma: no cover
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1)

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from qd_lib.data.budget import resolve_budget
+from qd_lib.selection._kernels import THREADS, one_thread
 from qd_lib.utils.errors import UnknownNameError
 from qd_lib.utils.io import to_jsonable
 from qd_lib.utils.validation import check_array_2d, check_random_state
@@ -256,6 +257,8 @@ def select(method: str, features, budget, *, mos=None, seed: int | None = 0,
     -------
     Selection
         ``budget`` unique indices in pick order, the resolved options and diagnostics.
+        The method runs with BLAS and OpenMP limited to one thread, so the result does not
+        depend on the machine's thread count; ``info["threads"]`` records the setting.
 
     Raises
     ------
@@ -284,7 +287,8 @@ def select(method: str, features, budget, *, mos=None, seed: int | None = 0,
                          n_samples=n, seed=None if seed is None else int(seed),
                          params=dict(options), info={"empty": True})
     rng = check_random_state(seed)
-    out = spec.func(arrays, size, mos=mos_arr, random_state=rng, **options)
+    with one_thread():  # float results of threaded BLAS can change with the thread count
+        out = spec.func(arrays, size, mos=mos_arr, random_state=rng, **options)
     indices = np.asarray(out.indices, dtype=np.int64)
     if indices.shape != (size,) or len(np.unique(indices)) != size or (
             size and (indices.min() < 0 or indices.max() >= n)):
@@ -295,4 +299,4 @@ def select(method: str, features, budget, *, mos=None, seed: int | None = 0,
     gains = None if out.gains is None else np.asarray(out.gains, dtype=np.float64)
     return Selection(indices=indices, method=method, budget=size, n_samples=n,
                      seed=None if seed is None else int(seed), params=dict(out.params),
-                     info=dict(out.info), gains=gains)
+                     info={**out.info, "threads": dict(THREADS)}, gains=gains)

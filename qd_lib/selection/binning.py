@@ -13,6 +13,9 @@ MOS bins as classes (design note ``baselines.md`` §1.3–1.4):
   (Hamilton) rule: every bin gets ``floor(B·n_c/n)`` and the leftover units go to the largest
   fractional parts (ties: larger bin, then lower bin index), so the shares sum to ``B`` exactly
   and each is within 1 of its proportional quota.
+* :func:`select_per_bin` runs a selector inside every bin with its share and merges the picks
+  (bin order, each bin in its own pick order): the per-bin loop of Herding and k-Center
+  (``balance=True``), Contextual Diversity and Moderate (``per_bin=True``).
 
 The MOS passed in is the training split's; edges are never fitted on test MOS.
 """
@@ -20,7 +23,9 @@ from __future__ import annotations
 
 import logging
 import numbers
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -28,7 +33,8 @@ from qd_lib.utils.validation import check_option, check_scalar
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["BINNING_SCHEMES", "MOSBins", "check_binning_options", "mos_bins", "split_budget"]
+__all__ = ["BINNING_SCHEMES", "MOSBins", "PerBinPicks", "check_binning_options", "mos_bins",
+           "select_per_bin", "split_budget"]
 
 #: Supported binning schemes.
 BINNING_SCHEMES = ("equal_width", "quantile")
@@ -222,3 +228,62 @@ def split_budget(sizes, budget: int) -> np.ndarray:
         if not progressed:  # pragma: no cover - impossible while budget <= n
             break
     return np.asarray(shares, dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class PerBinPicks:
+    """Picks made inside MOS bins, merged (see :func:`select_per_bin`).
+
+    Attributes
+    ----------
+    indices : ndarray of int64, shape (budget,)
+        Row indices: bin 0's picks in their pick order, then bin 1's, …
+    gains : ndarray of float64 or None
+        The per-bin gains in the same order (``None`` when the selector returns none).
+    quotas : ndarray of int64, shape (n_bins,)
+        Picks per bin (:func:`split_budget`).
+    extras : list
+        Per bin, the third value the selector returned; ``None`` for bins with no quota.
+    """
+
+    indices: np.ndarray
+    gains: np.ndarray | None
+    quotas: np.ndarray
+    extras: list
+
+
+def select_per_bin(bins: MOSBins, budget: int,
+                   select_in_bin: Callable[[int, np.ndarray, int], tuple[np.ndarray, Any, Any]]
+                   ) -> PerBinPicks:
+    """Split ``budget`` over the bins and run a selector inside each bin that gets a share.
+
+    Parameters
+    ----------
+    bins : MOSBins
+        The bins (:func:`mos_bins`).
+    budget : int
+        Total picks, ``1 ≤ budget ≤ n``.
+    select_in_bin : callable
+        ``select_in_bin(c, rows, quota)`` with ``rows`` the bin's row indices (ascending)
+        returns ``(local, gains, extra)``: ``quota`` positions into ``rows`` in pick order, the
+        gains of those picks (or ``None``) and anything else to keep per bin. Called in bin
+        order, only for bins with a positive quota (so random draws happen in that order).
+
+    Returns
+    -------
+    PerBinPicks
+    """
+    quotas = split_budget(bins.counts, budget)
+    parts, gains, extras = [], [], []
+    for c in range(bins.n_bins):
+        if quotas[c] == 0:
+            extras.append(None)
+            continue
+        rows = bins.members(c)
+        local, bin_gains, extra = select_in_bin(c, rows, int(quotas[c]))
+        parts.append(rows[np.asarray(local, dtype=np.int64)])
+        gains.append(bin_gains)
+        extras.append(extra)
+    merged = None if any(g is None for g in gains) else np.concatenate(gains).astype(np.float64)
+    return PerBinPicks(indices=np.concatenate(parts), gains=merged, quotas=quotas,
+                       extras=extras)

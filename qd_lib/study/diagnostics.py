@@ -23,7 +23,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from qd_lib.analysis import embedding_coverage, mos_coverage
+from qd_lib.analysis import embedding_coverage, mos_coverage, reference_distances
 from qd_lib.features import NORMALIZED_MOS_RANGE, feature_inputs, selection_mos
 from qd_lib.utils.progress import progress
 
@@ -36,14 +36,15 @@ DIAGNOSTICS = MOS_KEYS + tuple(f"{k}_{s}" for s in SPACES
 DIAGNOSTIC_FRACTIONS = (0.01, 0.05, 0.1, 0.3)
 
 
-def coreset_diagnostics(indices, mos, spaces: dict[str, np.ndarray], *, bins: int = 10
-                        ) -> dict[str, float]:
-    """The diagnostics of one coreset (``indices`` into the training rows)."""
+def coreset_diagnostics(indices, mos, spaces: dict[str, np.ndarray], *, bins: int = 10,
+                        references: dict | None = None) -> dict[str, float]:
+    """The diagnostics of one coreset (``indices`` into the training rows); ``references``
+    holds :func:`qd_lib.analysis.reference_distances` per space when already computed."""
     idx = np.asarray(indices, dtype=np.int64)
     out = mos_coverage(mos, mos[idx], mos_range=NORMALIZED_MOS_RANGE, bins=bins)
     row = {k: out[k] for k in MOS_KEYS}
     for name, X in spaces.items():
-        cov = embedding_coverage(X, idx)
+        cov = embedding_coverage(X, idx, reference=(references or {}).get(name))
         row[f"covering_radius_{name}"] = cov["covering_radius"]
         row[f"mean_nearest_{name}"] = cov["mean_nearest"]
     return row
@@ -82,7 +83,8 @@ def run_diagnostics(dataset, methods: Sequence[str], fractions: Sequence[float] 
     roles = sorted({r for name, _, _ in entries for r in get_method(name).inputs} | set(SPACES)
                    - {"probs"})
     base = feature_inputs(roles, dataset, rows, feature_set=feature_set, **extract_options)
-    spaces = {s: base[s] for s in SPACES}
+    spaces = {s: np.asarray(base[s], dtype=np.float64) for s in SPACES}
+    references = {s: reference_distances(X) for s, X in spaces.items()}
     out = []
     tasks = [(s, e, f) for s in seeds for e in entries for f in fractions]
     for seed, (name, label, opts), fraction in progress(tasks, desc="diagnostics",
@@ -97,7 +99,8 @@ def run_diagnostics(dataset, methods: Sequence[str], fractions: Sequence[float] 
         seconds = time.perf_counter() - started
         out.append({"method": label, "fraction": float(fraction), "seed": int(seed),
                     "budget": result.selection.budget, "seconds": round(seconds, 3),
-                    **coreset_diagnostics(result.selection.indices, mos, spaces)})
+                    **coreset_diagnostics(result.selection.indices, mos, spaces,
+                                          references=references)})
     return pd.DataFrame(out)
 
 

@@ -25,8 +25,8 @@ logger = logging.getLogger(__name__)
 BASELINE = "random"
 RUN_COLUMNS = ("dataset", "model", "config", "method", "fraction", "seed", "srcc", "plcc",
                "val_srcc", "val_plcc", "krcc", "n_train", "n_test", "epochs", "features",
-               "proxy", "sweep", "run_id")
-CELL = ("dataset", "model", "method", "fraction")
+               "proxy", "sweep", "seconds", "run_id")
+CELL = ("dataset", "model", "epochs", "method", "fraction")
 METHOD_ORDER = ("random", "herding", "kcenter", "contextual_diversity", "moderate", "pgcs",
                 "qdiverse", "full")
 METHOD_LABELS = {"random": "Random", "herding": "Herding", "kcenter": "k-Center Greedy",
@@ -101,6 +101,10 @@ def summarise_study(runs: pd.DataFrame, *, baseline: str = BASELINE, confidence:
     ValueError
         If a cell holds two runs of one seed (a mean must not count a run twice).
     """
+    runs = runs.copy()
+    if "epochs" not in runs:
+        runs["epochs"] = -1  # one schedule (what a table of runs without the column means)
+    runs["epochs"] = runs["epochs"].fillna(-1).astype(int)
     dup = runs.duplicated(list(CELL) + ["seed"], keep=False)
     if dup.any():
         raise ValueError(f"{int(dup.sum())} runs share a cell and a seed, e.g. "
@@ -116,7 +120,8 @@ def summarise_study(runs: pd.DataFrame, *, baseline: str = BASELINE, confidence:
                         f"{metric}_std": float(values.std(ddof=1)) if len(values) > 1
                         else math.nan, f"{metric}_low": low, f"{metric}_high": high})
         base = runs[(runs["dataset"] == cell["dataset"]) & (runs["model"] == cell["model"])
-                    & (runs["fraction"] == cell["fraction"]) & (runs["method"] == baseline)]
+                    & (runs["epochs"] == cell["epochs"]) & (runs["fraction"] == cell["fraction"])
+                    & (runs["method"] == baseline)]
         paired = group.merge(base[["seed", "srcc", "plcc"]], on="seed", suffixes=("", "_base"))
         if cell["method"] != baseline and len(paired):
             for metric in ("srcc", "plcc"):
@@ -151,8 +156,10 @@ def summary_markdown(summary: pd.DataFrame, *, proxy: bool = True) -> str:
               "(same seed) [bootstrap 95 % CI], two-sided Wilcoxon signed-rank p, wins/pairs. "
               "▲/▼: better/worse than Random by both the CI and p < 0.05; △/▽: by the CI only.",
               ""]
-    for (dataset, model), table in summary.groupby(["dataset", "model"], sort=False):
-        lines += [f"### {dataset} · {model}", "",
+    for (dataset, model, epochs), table in summary.groupby(["dataset", "model", "epochs"],
+                                                           sort=False):
+        schedule = f" · {int(epochs)} epochs" if epochs is not None and epochs >= 0 else ""
+        lines += [f"### {dataset} · {model}{schedule}", "",
                   "| fraction | method | seeds | SRCC [95 % CI] | Δ SRCC vs Random [95 % CI] "
                   "| p | wins | |", "|---|---|---:|---|---|---:|---:|---|"]
         for _, r in table.iterrows():
@@ -172,6 +179,11 @@ def summary_markdown(summary: pd.DataFrame, *, proxy: bool = True) -> str:
     return "\n".join(lines)
 
 
+def summary_csv_text(summary: pd.DataFrame) -> str:
+    """The text of ``summary.csv`` (six decimals)."""
+    return summary.to_csv(index=False, float_format="%.6f")
+
+
 def write_study_tables(runs: pd.DataFrame, folder, *, proxy: bool = True,
                        provenance: dict | None = None) -> dict[str, Path]:
     """Write ``runs.csv`` and, computed from that file, ``summary.csv``/``summary.md`` into
@@ -183,8 +195,7 @@ def write_study_tables(runs: pd.DataFrame, folder, *, proxy: bool = True,
                                                                    float_format="%.6f"))
     summary = summarise_study(pd.read_csv(runs_path))  # exactly what runs.csv says
     paths = {"runs": runs_path,
-             "summary": atomic_write_text(folder / "summary.csv", summary.to_csv(
-                 index=False, float_format="%.6f")),
+             "summary": atomic_write_text(folder / "summary.csv", summary_csv_text(summary)),
              "summary_md": atomic_write_text(folder / "summary.md",
                                              summary_markdown(summary, proxy=proxy))}
     if provenance is not None:

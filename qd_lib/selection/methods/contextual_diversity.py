@@ -9,7 +9,7 @@ import numpy as np
 
 from qd_lib.selection._kernels import farthest_first, jeffreys_to_point
 from qd_lib.selection.base import MethodOutput, register
-from qd_lib.selection.binning import check_binning_options, mos_bins, split_budget
+from qd_lib.selection.binning import check_binning_options, mos_bins, select_per_bin
 from qd_lib.utils.progress import progress as progress_bar
 from qd_lib.utils.validation import check_option, check_scalar
 
@@ -54,11 +54,12 @@ def prepare_probabilities(probs: np.ndarray, eps: float) -> tuple[np.ndarray, np
 
 
 def _bin_kcenter(P, logP, h, rows, quota, rng, bar):
+    """Farthest-first under ``d`` among ``rows``: positions into ``rows``, radii, first."""
     sub_P, sub_logP, sub_h = P[rows], logP[rows], h[rows]
     first = int(rng.integers(len(rows)))
     picks, radii = farthest_first(lambda p: jeffreys_to_point(sub_P, sub_logP, sub_h, p),
                                   len(rows), quota, first, bar=bar)
-    return rows[picks], radii, int(rows[first])
+    return picks, radii, first
 
 
 def _cdal_literal(P, logP, h, labels, budget, rng):
@@ -182,18 +183,13 @@ def contextual_diversity_selection(features: dict[str, np.ndarray], budget: int,
                                                bar)
             info.update(first_index=first, covering_value=float(radii[-1]))
             return MethodOutput(indices=picks, params=params, info=info, gains=radii)
-        quotas = split_budget(bins.counts, budget)
         children = random_state.spawn(bins.n_bins)
-        all_picks, all_radii, firsts = [], [], []
-        for c in range(bins.n_bins):
-            if quotas[c] == 0:
-                firsts.append(None)
-                continue
-            picks, radii, first = _bin_kcenter(P, logP, h, bins.members(c), int(quotas[c]),
-                                               children[c], bar)
-            all_picks.append(picks)
-            all_radii.append(radii)
-            firsts.append(first)
-        info.update(quotas=quotas.tolist(), first_index=firsts)
-        return MethodOutput(indices=np.concatenate(all_picks), params=params, info=info,
-                            gains=np.concatenate(all_radii))
+
+        def cd_bin(c, rows, quota):
+            picks, radii, first = _bin_kcenter(P, logP, h, rows, quota, children[c], bar)
+            return picks, radii, int(rows[first])
+
+        merged = select_per_bin(bins, budget, cd_bin)
+        info.update(quotas=merged.quotas.tolist(), first_index=merged.extras)
+        return MethodOutput(indices=merged.indices, params=params, info=info,
+                            gains=merged.gains)

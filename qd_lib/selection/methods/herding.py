@@ -7,13 +7,15 @@ import numpy as np
 
 from qd_lib.selection._kernels import (
     check_flag,
-    gram_rows_chunks,
+    column_mean,
+    dot_error_bound,
+    gram_chunks,
     resolve_dtype,
     single_thread_blas,
     working_copy,
 )
 from qd_lib.selection.base import MethodOutput, register
-from qd_lib.selection.binning import check_binning_options, mos_bins, split_budget
+from qd_lib.selection.binning import check_binning_options, mos_bins, select_per_bin
 from qd_lib.utils.progress import progress as progress_bar
 from qd_lib.utils.validation import check_option
 
@@ -23,41 +25,52 @@ HERDING_VARIANTS = ("classic", "deepcore")
 
 _MIN_BLOCK, _MAX_BLOCK = 8, 256
 _MIN_CANDIDATES = 256
-_PLAIN_STRETCH = 64
+_PLAIN_STRETCH, _MAX_PLAIN_STRETCH = 64, 1024
 
 
 def herding_greedy(W: np.ndarray, sq: np.ndarray, budget: int, *, farthest: bool = False,
-                   bar=None) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Greedy herding on centred rows, evaluated in verified blocks.
+                   exact_rows=None, bar=None) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Exact greedy herding: scores screened in ``W``'s precision, decided in float64.
 
-    With ``W`` centred on the data mean ``μ`` and ``S̃_t`` the sum of the centred picks, the
-    herding residual is ``r_t − x_i = −(S̃_t + w_i)`` and
+    With ``W`` centred on the data mean ``μ`` and ``S_t`` the sum of the (centred) picks, the
+    herding residual is ``r_t − x_i = −(S_t + w_i)`` and
 
-        ``‖r_t − x_i‖² = ‖S̃_t‖² + f_i(t)``,   ``f_i(t) = ‖w_i‖² + 2⟨S̃_t, w_i⟩``.
+        ``‖r_t − x_i‖² = ‖S_t‖² + f_i(t)``,   ``f_i(t) = ‖w_i‖² + 2⟨S_t, w_i⟩``.
 
-    The classic rule picks ``argmin f`` among unpicked rows, DeepCore's ``argmax f``; after a
-    pick ``q`` every score moves by ``2⟨w_q, w_i⟩``. Rather than one GEMV over all rows per pick
-    (memory-bound), a block of ``k`` picks is first proposed from the best few hundred
-    candidates (exact updates on those rows only), then checked against all rows at once: one
-    GEMM gives the Gram rows of the proposed picks, their cumulative sums give every row's
-    exact score at every step of the block, and the first step whose true best row differs from
-    the proposal ends the block there, with the true best row as that step's pick. The output is
-    therefore the plain greedy sequence (ties to the lowest index); the block length adapts
-    (doubling after a clean block, shrinking after a correction). Where proposals keep failing
-    (classic herding on data whose scores reshuffle at every pick), it steps with one exact
-    GEMV per pick for a stretch before trying blocks again. DeepCore's argmax rule is stable
-    and runs almost entirely in blocks; the classic rule is mostly GEMV-bound.
+    The classic rule picks ``argmin f`` among unpicked rows, DeepCore's ``argmax f``. The
+    reference is ``f`` in float64: ``S_t`` summed from the float64 rows, ``⟨S_t, w_i⟩`` from
+    them, ties to the lowest index. Screened scores are recomputed from ``S_t`` at every pass
+    over the rows (not carried from pick to pick), so round-off cannot accumulate.
+
+    Screening: ``⟨S_t, w_i⟩`` for all rows comes from one product in ``W``'s dtype, whose
+    round-off is at most ``ε_t = c‖S_t‖ max‖w‖`` (:func:`~qd_lib.selection._kernels.
+    dot_error_bound`). Every row whose screened score lies within ``2ε_t`` of the best could
+    be the true winner; only those are evaluated in float64 (usually the winner alone), so
+    the pick equals the float64 greedy's although the pass over the rows is float32.
+
+    Blocks: where picks are predictable (DeepCore's rule), ``k`` picks are proposed from the
+    few hundred best rows and checked at once: one product of ``[S_t; w_{p_1} … w_{p_k}]``
+    with all rows gives, by cumulative sums, every row's screened score at every step of the
+    block (the bound grows with ``‖S_t‖ + Σ‖w_p‖``); the first step whose float64 winner
+    differs from the proposal ends the block with that winner as its pick. Block lengths
+    adapt (doubling after a clean block); where proposals keep failing (classic herding on
+    clustered data reshuffles its scores at every pick) it takes plain steps, one pass per
+    pick, for a stretch that doubles while blocks keep failing.
 
     Parameters
     ----------
     W : ndarray of shape (n, d)
-        Centred working rows (see :func:`~qd_lib.selection._kernels.working_copy`).
+        Centred working rows, float32 or float64 (see
+        :func:`~qd_lib.selection._kernels.working_copy`).
     sq : ndarray of shape (n,)
-        ``‖W_i‖²`` in float64.
+        ``‖w_i‖²`` of the float64 rows.
     budget : int
         Number of picks, ``1 ≤ budget ≤ n``.
     farthest : bool, default=False
         ``True`` for DeepCore's argmax rule.
+    exact_rows : callable, optional
+        ``exact_rows(idx)`` returns the float64 centred rows ``idx`` (default: ``W[idx]`` in
+        float64, exact when ``W`` is float64).
     bar : tqdm, optional
         Advanced once per accepted pick.
 
@@ -67,118 +80,158 @@ def herding_greedy(W: np.ndarray, sq: np.ndarray, budget: int, *, farthest: bool
     discrepancy : ndarray of float64, shape (budget,)
         ``‖mean(picks[:t+1]) − μ‖`` after each pick.
     stats : dict
-        ``blocks`` checked, ``corrections`` (blocks cut short by the check) and
-        ``plain_steps`` (picks made with one GEMV each, where blocks did not pay).
+        ``blocks`` checked, ``corrections`` (blocks cut short by the check),
+        ``plain_steps`` (picks made with one pass each) and ``exact_checks`` (decisions the
+        screening left to float64).
     """
     n, d = W.shape
+    if exact_rows is None:
+        def exact_rows(idx):
+            return np.asarray(W[idx], dtype=np.float64)
     sign = -1.0 if farthest else 1.0  # minimise g = sign·f
-    g = sign * sq
+    c = dot_error_bound(W.dtype, d)
+    w_max = float(np.sqrt(sq.max()))
+    slack = 32.0 * 2.0 ** -53 * float(sq.max())
+
+    def err(R):  # bound on |screened h − float64 h| for query rows whose norms sum to R
+        return c * w_max * R + slack
+
+    # Screening works on h = g/2 = sign·‖w‖²/2 + ⟨sign·S, w⟩: a product with sign·S plus half.
+    half = 0.5 * sign * sq  # +inf marks picked rows
+    h_est = half.copy()  # recent screened scores: rank the rows proposals come from
+    S = np.zeros(d, dtype=np.float64)
     picks = np.empty(budget, dtype=np.int64)
     disc = np.empty(budget, dtype=np.float64)
-    S = np.zeros(d, dtype=np.float64)
+    stats = {"blocks": 0, "corrections": 0, "plain_steps": 0, "exact_checks": 0}
     t = 0
     k = 2 * _MIN_BLOCK
-    blocks = corrections = plain_steps = 0
-    plain_left = 0  # steps to run one GEMV at a time before trying a block again
+    plain_left, stretch = 0, _PLAIN_STRETCH
 
-    def accept(q: int) -> None:
+    def decide(cand: np.ndarray, S_now: np.ndarray) -> int:
+        """The float64 winner among ``cand`` (ascending, so ties go to the lowest index)."""
+        if len(cand) == 1:
+            return int(cand[0])
+        stats["exact_checks"] += 1
+        vals = sign * (sq[cand] + 2.0 * np.einsum("ij,j->i", exact_rows(cand), S_now))
+        return int(cand[np.argmin(vals)])
+
+    def accept(q: int, row: np.ndarray) -> None:
         nonlocal t
-        np.add(S, W[q], out=S)
+        np.add(S, row, out=S)
+        half[q] = h_est[q] = np.inf
         picks[t] = q
         t += 1
         disc[t - 1] = float(np.sqrt(S @ S)) / t
+        if bar is not None:
+            bar.update(1)
 
     while t < budget:
         if plain_left > 0:
-            # Exact step: the argmin of the exact scores, then one GEMV over all rows.
-            q = int(np.argmin(g))
-            accept(q)
-            if t < budget:
-                g += (2.0 * sign) * (W @ W[q])
-            g[q] = np.inf
+            h = (W @ (sign * S).astype(W.dtype)).astype(np.float64)
+            h += half
+            tol = 2.0 * err(float(np.sqrt(S @ S)))
+            q = decide(np.flatnonzero(h <= h.min() + tol), S)
+            h_est = h
+            accept(q, exact_rows([q])[0])
             plain_left -= 1
-            plain_steps += 1
-            if bar is not None:
-                bar.update(1)
+            stats["plain_steps"] += 1
             continue
         k = min(k, budget - t)
         avail = n - t
         L = min(avail, max(4 * k, _MIN_CANDIDATES))
         if L >= avail:
-            cand = np.flatnonzero(np.isfinite(g))
+            pool = np.flatnonzero(np.isfinite(half))
         else:
-            cand = np.sort(np.argpartition(g, L - 1)[:L])
-        Wc = W[cand]
-        gc = g[cand]
-        spec: list[int] = []
+            pool = np.sort(np.argpartition(h_est, L - 1)[:L])
+        # Proposals: the greedy restricted to the pool, from float64 scores (‖S‖ can be large)
+        # moved by the pool's Gram matrix in the working precision.
+        hp = half[pool] + sign * np.einsum("ij,j->i", exact_rows(pool), S)
+        Wp = W[pool]
+        gram = Wp @ Wp.T
+        chosen: list[int] = []
         for _ in range(k):
-            j = int(np.argmin(gc))
-            if not np.isfinite(gc[j]):
-                break
-            q = int(cand[j])
-            spec.append(q)
-            gc[j] = np.inf
-            gc += (2.0 * sign) * (Wc @ W[q])
-        accepted = _verify_block(W, g, np.asarray(spec, dtype=np.int64), sign)
-        blocks += 1
-        if len(accepted) < len(spec) or accepted[-1] != spec[len(accepted) - 1]:
-            corrections += 1
+            j = int(np.argmin(hp))
+            chosen.append(j)
+            hp[j] = np.inf
+            hp += sign * gram[j]
+        spec = pool[chosen]
+        spec_rows = exact_rows(spec)
+        accepted = _verify_block(W, half, h_est, S, spec_rows, spec, sign, err, decide)
+        stats["blocks"] += 1
+        clean = len(accepted) == len(spec) and accepted[-1] == spec[-1]
+        for ell, q in enumerate(accepted):
+            accept(q, spec_rows[ell] if q == spec[ell] else exact_rows([q])[0])
+        h_est[spec[len(accepted):]] = -np.inf  # keep rejected proposals in view
+        if clean:
+            k = min(_MAX_BLOCK, 2 * k)
+            stretch = _PLAIN_STRETCH
+        else:
+            stats["corrections"] += 1
             k = max(_MIN_BLOCK, 2 * len(accepted))
             if len(accepted) < _MIN_BLOCK:
-                # Proposals are poor here (scores reshuffle at every pick): a block costs more
-                # than the GEMVs it saves, so step plainly for a while.
-                plain_left = _PLAIN_STRETCH
-        else:
-            k = min(_MAX_BLOCK, 2 * k)
-        acc = np.asarray(accepted, dtype=np.int64)
-        v = W[acc].sum(axis=0, dtype=np.float64)
-        g += (2.0 * sign) * (W @ v.astype(W.dtype, copy=False))
-        g[acc] = np.inf
-        for q in acc:
-            accept(int(q))
-        if bar is not None:
-            bar.update(len(acc))
-    return picks, disc, {"blocks": blocks, "corrections": corrections,
-                         "plain_steps": plain_steps}
+                # Proposals are poor here: a block costs more than the passes it saves.
+                plain_left = stretch
+                stretch = min(2 * stretch, _MAX_PLAIN_STRETCH)
+    return picks, disc, stats
 
 
-def _verify_block(W: np.ndarray, g: np.ndarray, spec: np.ndarray, sign: float) -> list[int]:
-    """The longest prefix of ``spec`` that the exact greedy would pick, plus its correction.
+def _verify_block(W, half, h_est, S, spec_rows, spec, sign, err, decide) -> list[int]:
+    """The longest prefix of ``spec`` that the float64 greedy picks, plus its correction.
 
-    ``g`` holds the exact (signed) scores before the block, ``+inf`` for picked rows. Returns
-    ``spec[:j] + [true pick at step j]`` for the first step ``j`` where they differ, or all of
-    ``spec``.
+    ``half`` holds ``sign·‖w_i‖²/2`` (``+inf`` for picked rows), ``S`` the float64 sum of the
+    picks so far and ``spec_rows`` the float64 rows of the proposals. Returns ``spec[:j] +
+    [float64 winner at step j]`` for the first step ``j`` where they differ, or all of
+    ``spec``. Writes the screened scores after the whole block into ``h_est``.
     """
-    s = len(spec)
-    best_val = np.full(s, np.inf)
-    best_idx = np.full(s, -1, dtype=np.int64)
-    steps = np.arange(s)
-    for start, stop, G in gram_rows_chunks(W, spec):
-        F = np.empty((s, stop - start), dtype=np.float64)
-        F[0] = g[start:stop]
-        if s > 1:
-            np.cumsum(G[:-1], axis=0, out=F[1:])
-            F[1:] *= 2.0 * sign
-            F[1:] += g[start:stop]
-        inside = np.flatnonzero((spec >= start) & (spec < stop))
-        for ell in inside:  # a proposed pick is unavailable after its own step
-            F[ell + 1:, spec[ell] - start] = np.inf
-        local = F.argmin(axis=1)
-        val = F[steps, local]
-        better = val < best_val  # strict: earlier chunks (lower indices) win ties
-        best_val[better] = val[better]
-        best_idx[better] = local[better] + start
-    differ = np.flatnonzero(best_idx != spec)
-    if differ.size == 0:
-        return spec.tolist()
-    j = int(differ[0])
-    return spec[:j].tolist() + [int(best_idx[j])]
+    k = len(spec)
+    Q = sign * np.vstack([S, spec_rows])
+    # R[ℓ]: total norm of the query rows summed into step ℓ's scores (bounds their round-off)
+    R = np.sqrt(S @ S) + np.concatenate(
+        [[0.0], np.cumsum(np.sqrt(np.einsum("ij,ij->i", spec_rows, spec_rows)))])
+    tol = 2.0 * err(R[:k])
+    best = np.full(k, np.inf)
+    hits_step, hits_row, hits_val = [], [], []
+    where = {int(p): ell for ell, p in enumerate(spec)}
+    for start, stop, G in gram_chunks(W, Q):
+        gone = sorted((where[p], p - start) for p in where if start <= p < stop)
+        h = np.add(G[0], half[start:stop], dtype=np.float64)  # h after 0 proposals
+        for ell in range(k):
+            while gone and gone[0][0] < ell:  # a proposal is unavailable after its step
+                h[gone.pop(0)[1]] = np.inf
+            best[ell] = min(best[ell], h.min())
+            cand = np.flatnonzero(h <= best[ell] + tol[ell])  # superset of the final set
+            hits_step.append(np.full(len(cand), ell))
+            hits_row.append(cand + start)
+            hits_val.append(h[cand])
+            h += G[ell + 1]
+        for _, col in gone:
+            h[col] = np.inf
+        h_est[start:stop] = h
+    r, i, v = (np.concatenate(a) for a in (hits_step, hits_row, hits_val))
+    keep = v <= best[r] + tol[r]
+    r, i = r[keep], i[keep]
+    order = np.lexsort((i, r))
+    r, i = r[order], i[order]
+    bounds = np.searchsorted(r, np.arange(k + 1))
+    S_now = S.copy()
+    for ell in range(k):
+        cand = i[bounds[ell]:bounds[ell + 1]]
+        q = int(spec[ell]) if len(cand) == 1 and cand[0] == spec[ell] else decide(cand, S_now)
+        if q != spec[ell]:
+            return spec[:ell].tolist() + [q]
+        S_now += spec_rows[ell]
+    return spec.tolist()
 
 
 def _herd_rows(X, budget, dtype, farthest, bar):
-    W, sq = working_copy(X, dtype)
+    mean = column_mean(X)
+    W, sq = working_copy(X, dtype, mean=mean, exact_norms=True)
+
+    def exact_rows(idx):
+        return np.asarray(X[np.asarray(idx)], dtype=np.float64) - mean
+
     with single_thread_blas():
-        return herding_greedy(W, sq, budget, farthest=farthest, bar=bar)
+        return herding_greedy(W, sq, budget, farthest=farthest, exact_rows=exact_rows, bar=bar)
 
 
 @register("herding", inputs=("embedding",), needs_mos=False, stochastic=False)
@@ -212,12 +265,14 @@ def herding_selection(features: dict[str, np.ndarray], budget: int, *, mos=None,
     Deviations from DeepCore's code, and why:
 
     * Pick order is kept (DeepCore returns sorted indices from a boolean mask).
-    * Scores are updated incrementally (``f_i += 2⟨x_q − μ, x_i − μ⟩``) instead of re-summing the
-      selected rows and gathering the unselected ones at every step, and are evaluated in
-      verified blocks (see :func:`herding_greedy`); the pick sequence is the same.
+    * Scores ``‖x_i − μ‖² + 2⟨S_t − tμ, x_i − μ⟩`` are screened with one float32 product per
+      pass instead of re-summing the selected rows and gathering the unselected ones at every
+      step; rows the screening cannot separate by its proven round-off bound are compared in
+      float64, and predictable stretches are checked in blocks (see :func:`herding_greedy`).
+      The picks are those of the float64 greedy, whatever ``dtype``.
     * Squared distances are compared (DeepCore clamps at ``1e-12`` and takes square roots; the
-      argmax/argmin is unchanged). Rows are centred before the inner products, and the scores
-      and sums are kept in float64 (DeepCore: float32 throughout).
+      argmax/argmin is unchanged). Rows are centred before the inner products, and decisions
+      are made in float64 (DeepCore: float32 throughout, so its near-ties can go either way).
     * Budgets are exact counts from the caller (DeepCore: ``round(n·fraction)``, clipped to
       ``n``); balanced quotas use largest remainder, not ``round(f·n_c)`` per class.
     * ``"classic"`` is the default (decision 10) although DeepCore implements only the argmax.
@@ -226,13 +281,12 @@ def herding_selection(features: dict[str, np.ndarray], budget: int, *, mos=None,
     -------
     variant : {"classic", "deepcore"}, default="classic"
     dtype : {"float32", "float64"}, default="float32"
-        Precision of the inner products (scores and sums are float64).
+        Precision of the screening passes; decisions are float64 either way (float32 reads
+        half the memory per pass, so it is faster).
     balance : bool, default=False
-        Herd inside MOS bins (needs ``mos``).
-    n_bins : int, default=5
-        Number of MOS bins when balancing.
-    binning : {"equal_width", "quantile"}, default="equal_width"
-        MOS binning scheme when balancing.
+        Herd inside MOS bins, each toward its own mean (needs ``mos``). ``n_bins`` (default 5)
+        and ``binning`` (``"equal_width"``, the default, or ``"quantile"``) choose the bins,
+        as in :func:`~qd_lib.selection.binning.mos_bins`.
     progress : bool, optional
         Show a progress bar (default: tqdm decides, honouring ``TQDM_DISABLE``).
     """
@@ -254,15 +308,12 @@ def herding_selection(features: dict[str, np.ndarray], budget: int, *, mos=None,
         if mos is None:
             raise ValueError("The 'mos' parameter is required when balance=True (herding).")
         bins = mos_bins(mos, n_bins=n_bins, scheme=binning)
-        quotas = split_budget(bins.counts, budget)
-        all_picks, all_disc = [], []
-        for c in range(bins.n_bins):
-            if quotas[c] == 0:
-                continue
-            rows = bins.members(c)
-            picks, disc, _ = _herd_rows(X[rows], int(quotas[c]), work_dtype, farthest, bar)
-            all_picks.append(rows[picks])
-            all_disc.append(disc)
-        info = {"mos_bins": bins.to_info(), "quotas": quotas.tolist()}
-        return MethodOutput(indices=np.concatenate(all_picks), params=params, info=info,
-                            gains=np.concatenate(all_disc))
+
+        def herd_bin(c, rows, quota):
+            local, disc, _ = _herd_rows(X[rows], quota, work_dtype, farthest, bar)
+            return local, disc, None
+
+        merged = select_per_bin(bins, budget, herd_bin)
+        info = {"mos_bins": bins.to_info(), "quotas": merged.quotas.tolist()}
+        return MethodOutput(indices=merged.indices, params=params, info=info,
+                            gains=merged.gains)

@@ -8,6 +8,7 @@ import numpy as np
 
 from qd_lib.selection._kernels import (
     check_flag,
+    farthest_first_loop,
     resolve_dtype,
     single_thread_blas,
     snap_to_zero,
@@ -15,11 +16,15 @@ from qd_lib.selection._kernels import (
     working_copy,
 )
 from qd_lib.selection.base import MethodOutput, register
-from qd_lib.selection.binning import check_binning_options, mos_bins, split_budget
+from qd_lib.selection.binning import check_binning_options, mos_bins, select_per_bin
 from qd_lib.utils.progress import progress as progress_bar
 from qd_lib.utils.validation import check_option, check_scalar
 
 logger = logging.getLogger(__name__)
+
+#: How the first centre is drawn when ``first_index`` is not given.
+FIRST_DRAWS = ("generator", "deepcore")
+
 
 def farthest_first_pruned(W: np.ndarray, sq: np.ndarray, budget: int, first: int, *,
                           bar=None) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -58,8 +63,6 @@ def farthest_first_pruned(W: np.ndarray, sq: np.ndarray, budget: int, first: int
         computes ``budget``).
     """
     n, d = W.shape
-    picks = np.empty(budget, dtype=np.int64)
-    radii = np.empty(budget, dtype=np.float64)
     centres = np.empty((budget, d), dtype=W.dtype)
     csq = np.empty(budget, dtype=np.float64)
     cell_r2 = np.zeros(budget, dtype=np.float64)  # squared radius of each centre's cell
@@ -69,18 +72,13 @@ def farthest_first_pruned(W: np.ndarray, sq: np.ndarray, budget: int, first: int
     # a cell is skipped only if the bound clears it by a few times that (as a distance).
     tol = 4.0 * float(np.sqrt(8.0 * np.finfo(W.dtype).eps * max(float(sq.max()), 1e-300)))
     m = sq_dists_to_point(W, sq, first)
-    picks[0] = first
     centres[0] = W[first]
     csq[0] = sq[first]
-    m[first] = -np.inf
-    cell_r2[0] = max(float(m.max()), 0.0) if n > 1 else 0.0
+    cell_r2[0] = max(float(m.max()), 0.0)  # m[first] = 0 does not change the maximum
     examined = n
-    if bar is not None:
-        bar.update(1)
-    for t in range(1, budget):
-        p = int(np.argmax(m))
-        radii[t - 1] = max(m[p], 0.0)
-        picks[t] = p
+
+    def add_centre(t: int, p: int, m: np.ndarray) -> None:
+        nonlocal examined
         wp = W[p]
         centres[t] = wp
         csq[t] = sq[p]
@@ -115,7 +113,6 @@ def farthest_first_pruned(W: np.ndarray, sq: np.ndarray, budget: int, first: int
             moved = idx[closer]
             m[moved] = d2[closer]
             assign[moved] = t
-        m[p] = -np.inf
         assign[p] = t
         if idx is None:
             touched_assign, touched_m = assign, m
@@ -124,10 +121,8 @@ def farthest_first_pruned(W: np.ndarray, sq: np.ndarray, budget: int, first: int
         cell_r2[cells] = 0.0
         cell_r2[t] = 0.0
         np.maximum.at(cell_r2, touched_assign, np.maximum(touched_m, 0.0))
-        if bar is not None:
-            bar.update(1)
-    rest = m[np.isfinite(m)]
-    radii[budget - 1] = max(float(rest.max()), 0.0) if rest.size else 0.0
+
+    picks, radii = farthest_first_loop(m, budget, first, add_centre, bar=bar)
     return picks, radii, {"rows_examined": round(examined / n, 3)}
 
 
@@ -142,7 +137,8 @@ def _kcenter_rows(X: np.ndarray, budget: int, first: int, dtype, bar) -> tuple[n
 @register("kcenter", inputs=("embedding",), needs_mos=False, stochastic=True)
 def kcenter_selection(features: dict[str, np.ndarray], budget: int, *, mos=None,
                       random_state: np.random.Generator, first_index: int | None = None,
-                      dtype: str = "float32", balance: bool = False, n_bins: int = 5,
+                      first_draw: str = "generator", dtype: str = "float32",
+                      balance: bool = False, n_bins: int = 5,
                       binning: str = "equal_width", progress: bool | None = None
                       ) -> MethodOutput:
     """k-Center Greedy: farthest-first traversal in Euclidean distance (DeepCore's procedure).
@@ -171,35 +167,42 @@ def kcenter_selection(features: dict[str, np.ndarray], budget: int, *, mos=None,
       inequality cannot rule out (see :func:`farthest_first_pruned`). Same picks,
       ``O(n + budget·d)`` memory.
     * The first centre is drawn from the seeded ``Generator`` (DeepCore reseeds numpy's global
-      ``RandomState`` and draws ``randint(0, n)``); pass ``first_index`` to fix it.
+      ``RandomState`` and draws ``randint(0, n)``); pass ``first_index`` to fix it, or
+      ``first_draw="deepcore"`` to draw it from DeepCore's legacy stream (without touching
+      numpy's global state), which reproduces DeepCore's first centre bit for bit.
     * Squared distances are compared (no clamp at ``1e-12`` before a square root). Rows are
       centred before the Gram identity, and squared distances below its round-off
       (``4·eps·(‖a‖² + ‖b‖²)``) count as 0, so exact duplicates tie at 0 and the lowest index
       wins instead of round-off.
     * Budgets are exact counts (the caller's floor rule), not ``round(n·fraction)``;
       balanced quotas use largest remainder instead of ``round(f·n_c)`` per class (which can
-      miss the total), and every bin draws its own first centre instead of reusing one seed.
+      miss the total), and every bin draws its own first centre from the seeded stream
+      (``first_draw="deepcore"``: each bin restarts the legacy stream from the seed, as
+      DeepCore restarts it for every class).
     * ``already_selected`` (incremental selection) is not offered.
 
     Options
     -------
     first_index : int, optional
         First centre; default: drawn uniformly from the seed. Not allowed with ``balance``.
+    first_draw : {"generator", "deepcore"}, default="generator"
+        How the first centre is drawn: from the seeded ``numpy.random.Generator``, or as
+        DeepCore does, ``numpy.random.RandomState(seed).randint(0, n)`` (needs an integer
+        ``seed`` in ``[0, 2**32 − 1]``).
     dtype : {"float32", "float64"}, default="float32"
         Precision of the inner products (norms, sums and comparisons are float64). float32 is
         about twice as fast (DeepCore computes in float32 too); with it, rows closer than about
         ``1e-3·‖x − μ‖`` count as duplicates. Use float64 for near-duplicate-heavy data.
     balance : bool, default=False
-        Run inside MOS bins (needs ``mos``).
-    n_bins : int, default=5
-        Number of MOS bins when balancing.
-    binning : {"equal_width", "quantile"}, default="equal_width"
-        MOS binning scheme when balancing.
+        Run inside MOS bins with largest-remainder quotas (needs ``mos``); ``n_bins``
+        (default 5) and ``binning`` (``"equal_width"``, the default, or ``"quantile"``) choose
+        the bins, as in :func:`~qd_lib.selection.binning.mos_bins`.
     progress : bool, optional
         Show a progress bar (default: tqdm decides, honouring ``TQDM_DISABLE``).
     """
     X = features["embedding"]
     n = X.shape[0]
+    check_option(first_draw, "first_draw", FIRST_DRAWS)
     check_option(dtype, "dtype", ("float32", "float64"))
     check_flag(balance, "balance")
     n_bins, binning = check_binning_options(n_bins, binning)
@@ -207,15 +210,23 @@ def kcenter_selection(features: dict[str, np.ndarray], budget: int, *, mos=None,
         check_scalar(first_index, "first_index", numbers.Integral, min_val=0, max_val=n - 1)
         if balance:
             raise ValueError("The 'first_index' parameter cannot be combined with balance=True.")
-    params = {"first_index": None if first_index is None else int(first_index), "dtype": dtype,
-              "balance": balance, "n_bins": n_bins, "binning": binning}
+        if first_draw != "generator":
+            raise ValueError("The 'first_index' parameter of kcenter fixes the first centre, so "
+                             f"the 'first_draw' parameter must be 'generator'. Got "
+                             f"{first_draw!r} instead.")
+    draw = _deepcore_draw(random_state) if first_draw == "deepcore" else (
+        lambda size: int(random_state.integers(size)))
+    params = {"first_index": None if first_index is None else int(first_index),
+              "first_draw": first_draw, "dtype": dtype, "balance": balance, "n_bins": n_bins,
+              "binning": binning}
     work_dtype = resolve_dtype(dtype)
     info: dict = {}
     with progress_bar(total=budget, desc="k-center", enabled=progress) as bar:
         if not balance:
             if first_index is None:
-                first = int(random_state.integers(n))
-                logger.info("k-center: first centre %d drawn from the seed", first)
+                first = draw(n)
+                logger.info("k-center: first centre %d drawn from the seed (%s)", first,
+                            first_draw)
             else:
                 first = int(first_index)
             picks, radii, stats = _kcenter_rows(X, budget, first, work_dtype, bar)
@@ -224,21 +235,37 @@ def kcenter_selection(features: dict[str, np.ndarray], budget: int, *, mos=None,
         if mos is None:
             raise ValueError("The 'mos' parameter is required when balance=True (kcenter).")
         bins = mos_bins(mos, n_bins=n_bins, scheme=binning)
-        quotas = split_budget(bins.counts, budget)
-        all_picks, all_radii, firsts, radius = [], [], [], []
-        for c in range(bins.n_bins):
-            rows = bins.members(c)
-            if quotas[c] == 0:
-                firsts.append(None)
-                radius.append(None)
-                continue
-            first = int(random_state.integers(len(rows)))
-            picks, radii, _ = _kcenter_rows(X[rows], int(quotas[c]), first, work_dtype, bar)
-            all_picks.append(rows[picks])
-            all_radii.append(radii)
-            firsts.append(int(rows[first]))
-            radius.append(float(radii[-1]))
-        info.update(mos_bins=bins.to_info(), quotas=quotas.tolist(), first_index=firsts,
-                    covering_radius_per_bin=radius)
-        return MethodOutput(indices=np.concatenate(all_picks), params=params, info=info,
-                            gains=np.concatenate(all_radii))
+
+        def kcenter_bin(c, rows, quota):
+            first = draw(len(rows))
+            picks, radii, _ = _kcenter_rows(X[rows], quota, first, work_dtype, bar)
+            return picks, radii, (int(rows[first]), float(radii[-1]))
+
+        merged = select_per_bin(bins, budget, kcenter_bin)
+        per_bin = [(None, None) if e is None else e for e in merged.extras]
+        info.update(mos_bins=bins.to_info(), quotas=merged.quotas.tolist(),
+                    first_index=[f for f, _ in per_bin],
+                    covering_radius_per_bin=[r for _, r in per_bin])
+        return MethodOutput(indices=merged.indices, params=params, info=info,
+                            gains=merged.gains)
+
+
+def _deepcore_draw(random_state: np.random.Generator):
+    """``size -> RandomState(seed).randint(0, size)``: DeepCore's first-centre draw.
+
+    DeepCore calls ``np.random.seed(seed)`` and then ``np.random.randint(0, n)``; a private
+    ``RandomState`` gives the same number without touching numpy's global state. The seed is
+    the integer that :func:`~qd_lib.selection.select` seeded ``random_state`` with.
+    """
+    seq = getattr(random_state.bit_generator, "seed_seq", None)
+    seed = getattr(seq, "entropy", None)
+    if not isinstance(seed, int) or seq.spawn_key or not 0 <= seed < 2**32:
+        raise ValueError("The 'seed' parameter of kcenter must be an int in [0, 2**32 - 1] "
+                         "with first_draw='deepcore' (DeepCore seeds numpy's legacy "
+                         f"RandomState with it). Got a generator seeded with {seed!r} instead "
+                         "(seed=None seeds it with fresh entropy).")
+
+    def draw(size: int) -> int:
+        return int(np.random.RandomState(seed).randint(0, size))
+
+    return draw

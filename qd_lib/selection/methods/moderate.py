@@ -7,7 +7,7 @@ import numpy as np
 
 from qd_lib.selection._kernels import check_flag, coordinate_median, sq_dists_to_vector
 from qd_lib.selection.base import MethodOutput, register
-from qd_lib.selection.binning import check_binning_options, mos_bins, split_budget
+from qd_lib.selection.binning import check_binning_options, mos_bins, select_per_bin
 from qd_lib.utils.validation import check_option
 
 logger = logging.getLogger(__name__)
@@ -120,13 +120,9 @@ def moderate_selection(features: dict[str, np.ndarray], budget: int, *, mos,
         if window == "rank":
             info["rank_window"] = [(n - budget) // 2, (n - budget) // 2 + budget]
     else:
-        quotas = split_budget(bins.counts, budget)
-        parts = []
-        for c in range(bins.n_bins):
-            rows = bins.members(c)
-            if quotas[c]:
-                parts.append(rows[middle_window(scores[rows], int(quotas[c]), window=window)])
-        picks = np.concatenate(parts)
-        info["quotas"] = quotas.tolist()
+        merged = select_per_bin(bins, budget, lambda c, rows, quota: (
+            middle_window(scores[rows], quota, window=window), None, None))
+        picks = merged.indices
+        info["quotas"] = merged.quotas.tolist()
     return MethodOutput(indices=picks.astype(np.int64), params=params, info=info,
                         gains=scores[picks])

@@ -13,6 +13,7 @@ from qd_lib.selection._kernels import (
     DEFAULT_CHUNK_BYTES,
     chunk_rows,
     coordinate_median,
+    one_thread,
     single_thread_blas,
     sq_dists_to_vector,
 )
@@ -27,6 +28,10 @@ logger = logging.getLogger(__name__)
 _BYTES_PER_ENTRY = 8 + 8 + 1
 #: Default memory budget of one partitioning worker (bytes).
 PARTITION_CHUNK_BYTES = 2 * DEFAULT_CHUNK_BYTES
+#: PGCS's number of strata (``iqa_config.py``), lowered to N on fewer rows.
+DEFAULT_PARTITIONS = 5
+#: Fewest rows t-SNE runs on (perplexity ≥ 1 needs N − 1 ≥ 3); below, the embedding is used.
+MIN_TSNE_ROWS = 4
 
 
 def coverage_scores(Y: np.ndarray, n_partitions: int = 5, *, chunk_size: int | None = None,
@@ -189,8 +194,13 @@ def median_window(n_c: int, m_c: int) -> tuple[int, int]:
 
 def tsne_3d(X: np.ndarray, *, n_components: int, perplexity: float, random_state: int,
             n_jobs: int, verbose: bool) -> tuple[np.ndarray, dict]:
-    """openTSNE embedding with PGCS's settings (library defaults otherwise)."""
-    from openTSNE import TSNE
+    """openTSNE embedding with PGCS's settings (library defaults otherwise).
+
+    Runs with BLAS and OpenMP on one thread (openTSNE's own ``n_jobs`` workers aside): its PCA
+    initialisation goes through BLAS/LAPACK, whose round-off changes with the thread count, and
+    t-SNE carries such a change into another layout.
+    """
+    from openTSNE import TSNE  # loads its BLAS/OpenMP libraries before the limit below
 
     n = X.shape[0]
     effective = min(float(perplexity), (n - 1) / 3.0)
@@ -199,21 +209,22 @@ def tsne_3d(X: np.ndarray, *, n_components: int, perplexity: float, random_state
                     effective, n)
     # openTSNE's FFT gradients support at most 2 dimensions; Barnes-Hut handles 3.
     method = "bh" if n_components > 2 else "auto"
-    init = "pca" if X.shape[1] >= n_components else "random"
+    init = "pca" if min(X.shape) >= n_components else "random"
     if init != "pca":
-        logger.info("t-SNE initialisation: random (embedding has %d < %d columns)",
-                    X.shape[1], n_components)
+        logger.info("t-SNE initialisation: random (embedding of shape %s, %d components)",
+                    X.shape, n_components)
     tsne = TSNE(n_components=n_components, perplexity=effective, random_state=random_state,
                 n_jobs=n_jobs, verbose=verbose, negative_gradient_method=method,
                 initialization=init)
-    Y = np.asarray(tsne.fit(np.asarray(X, dtype=np.float64)), dtype=np.float64)
+    with one_thread():
+        Y = np.asarray(tsne.fit(np.asarray(X, dtype=np.float64)), dtype=np.float64)
     return Y, {"perplexity": effective, "random_state": random_state,
-               "negative_gradient_method": method, "initialization": init}
+               "negative_gradient_method": method, "initialization": init, "n_jobs": n_jobs}
 
 
 @register("pgcs", inputs=("embedding",), needs_mos=False, stochastic=True)
 def pgcs_selection(features: dict[str, np.ndarray], budget: int, *, mos=None,
-                   random_state: np.random.Generator, n_partitions: int = 5,
+                   random_state: np.random.Generator, n_partitions: int | None = None,
                    embedding_3d=None, n_components: int = 3, perplexity: float = 30.0,
                    n_jobs: int = 1, verbose: bool = False, chunk_size: int | None = None,
                    progress: bool | None = None) -> MethodOutput:
@@ -247,8 +258,10 @@ def pgcs_selection(features: dict[str, np.ndarray], budget: int, *, mos=None,
       distance matrix and argsorts every row): same coverage scores, ``O(chunk · N)`` memory,
       so ``N = 100k`` runs (the ``O(N²)`` work remains: it is what the method defines).
     * Ties (exact duplicates only) are ranked by index, and the coverage sort is stable with
-      index tie-break (the official code uses numpy's unstable default sort; integer coverage
-      ties are common, so its labels can differ from ours on tied points).
+      index tie-break. The official code ranks each distance row and the coverage scores with
+      ``torch.argsort``, which is not stable (and the distances inside a stratum with numpy's
+      default quicksort); integer coverage ties are common, so its labels can differ from ours
+      on tied points.
     * openTSNE instead of the official code's t-SNE call (library defaults either way:
       perplexity 30; openTSNE initialises with PCA), Barnes-Hut gradients in 3-D, perplexity
       lowered to ``(N − 1)/3`` on tiny inputs; its ``random_state`` is drawn from our seed
@@ -258,12 +271,15 @@ def pgcs_selection(features: dict[str, np.ndarray], budget: int, *, mos=None,
     * Features are used as given: L2-normalise the LIQE embeddings beforehand to match the
       official extractor (which also leaves a random flip active during extraction).
     * ``n_partitions`` must lie in ``[1, N]``; when ``N < 2K`` the bins hold one rank each
-      except the last.
+      except the last. Left unset it is 5 (the official setting) or ``N`` on fewer rows, so
+      every budget ``1 … N`` works on any ``N ≥ 1``.
+    * Fewer than 4 rows: t-SNE is undefined there (perplexity below 1), so the partitioning
+      ranks distances in the embedding itself (``info["tsne"] = "skipped"``).
 
     Options
     -------
-    n_partitions : int, default=5
-        ``K``, the number of strata.
+    n_partitions : int, optional
+        ``K``, the number of strata, in ``[1, N]``; default ``min(5, N)``.
     embedding_3d : array-like of shape (n, m), optional
         Precomputed low-dimensional embedding (skips t-SNE; tests use it to stay fast).
     n_components : int, default=3
@@ -281,7 +297,14 @@ def pgcs_selection(features: dict[str, np.ndarray], budget: int, *, mos=None,
     """
     X = features["embedding"]
     n = X.shape[0]
-    check_scalar(n_partitions, "n_partitions", numbers.Integral, min_val=1, max_val=n)
+    if n_partitions is None:
+        n_partitions = min(DEFAULT_PARTITIONS, n)
+        if n_partitions < DEFAULT_PARTITIONS:
+            logger.info("PGCS: %d strata for %d rows (default %d)", n_partitions, n,
+                        DEFAULT_PARTITIONS)
+    elif not 1 <= check_scalar(n_partitions, "n_partitions", numbers.Integral) <= n:
+        raise ValueError(f"The 'n_partitions' parameter of pgcs must be an int in the range "
+                         f"[1, {n}]. Got {n_partitions!r} instead.")
     check_scalar(n_components, "n_components", numbers.Integral, min_val=1, max_val=3)
     check_scalar(perplexity, "perplexity", numbers.Real, min_val=0.0, closed="neither")
     check_scalar(n_jobs, "n_jobs", numbers.Integral, min_val=1)
@@ -302,11 +325,11 @@ def pgcs_selection(features: dict[str, np.ndarray], budget: int, *, mos=None,
                 f"Got shape {Y.shape} instead."
             )
         info["tsne"] = "precomputed"
+    elif n < MIN_TSNE_ROWS:
+        logger.info("PGCS: t-SNE skipped on %d rows; partitioning the embedding itself", n)
+        Y = X
+        info["tsne"] = "skipped"
     else:
-        if n < 4:
-            raise ValueError(
-                f"PGCS's t-SNE needs at least 4 rows; got {n}. Pass embedding_3d instead."
-            )
         seed = int(random_state.integers(2**31 - 1))
         Y, info["tsne"] = tsne_3d(X, n_components=int(n_components), perplexity=perplexity,
                                   random_state=seed, n_jobs=int(n_jobs), verbose=verbose)

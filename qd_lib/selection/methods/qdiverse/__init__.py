@@ -34,6 +34,9 @@ module                        sections
 :mod:`.parallel`              §2.12 / §5 execution: serial, process pool, Dask-like client;
                               memory-mapped inputs shipped by path
 :mod:`.method`                §1 inputs/outputs, §2.11 assembly; the registered selector
+:mod:`.extensions`            not in the paper: two labelled extensions (quality × diversity
+                              DPP, density-compensated kernel); :mod:`.extension_methods`
+                              registers them as ``qdiverse_qdpp`` and ``qdiverse_density``
 ============================  ==============================================================
 
 The total budget is split across batches by the largest-remainder rule (exact total, each
@@ -58,6 +61,10 @@ count); that is what makes serial and parallel runs bit-identical. Use ``n_jobs`
 cores, or ``backend="torch", device="cuda"`` to run the kernels on a GPU (the same coreset up
 to round-off; see :mod:`.torch_backend`).
 """
+from qd_lib.selection.methods.qdiverse.extension_methods import (
+    qdiverse_density_selection,
+    qdiverse_qdpp_selection,
+)
 from qd_lib.selection.methods.qdiverse.method import qdiverse_selection
 from qd_lib.selection.methods.qdiverse.options import (
     QDIVERSE_DEFAULTS,
@@ -67,4 +74,4 @@ from qd_lib.selection.methods.qdiverse.options import (
 )
 
 __all__ = ["qdiverse_selection", "qdiverse_preset", "QDIVERSE_PRESETS", "QDiversePreset",
-           "QDIVERSE_DEFAULTS"]
+           "QDIVERSE_DEFAULTS", "qdiverse_density_selection", "qdiverse_qdpp_selection"]

@@ -48,6 +48,10 @@ QDIVERSE_DEFAULTS: Mapping[str, object] = MappingProxyType({
     "batch_order": "contiguous",
     "allocation": "largest_remainder",
     "distance_dtype": "float32",
+    # labelled extensions beyond the paper (qdiverse_qdpp, qdiverse_density; None = the paper)
+    "extension": None,
+    "quality_power": 0.5,
+    "local_k": 7,
     # where the kernels run (the same coreset, up to round-off: see torch_backend.py)
     "backend": "numpy",
     "device": "cpu",
@@ -70,6 +74,7 @@ CHOICES = MappingProxyType({
     "distance_dtype": ("float32", "float64"),
     "start_method": ("spawn", "forkserver"),
     "backend": ("numpy", "torch"),
+    "extension": (None, "quality_dpp", "density_kernel"),
 })
 
 #: The options a preset sets, in the order :func:`_preset` takes them.
@@ -240,6 +245,12 @@ def _check_inferred_choices(o: dict) -> None:
     o["z_bandwidth"] = _check_bandwidth(o["z_bandwidth"], "z_bandwidth")
     o["eigen_power"] = float(check_scalar(o["eigen_power"], "eigen_power", numbers.Real,
                                           min_val=0.0))
+    o["quality_power"] = float(check_scalar(o["quality_power"], "quality_power", numbers.Real,
+                                            min_val=0.0))
+    o["local_k"] = int(check_scalar(o["local_k"], "local_k", numbers.Integral, min_val=1))
+    if o["extension"] is not None and o.get("backend", "numpy") != "numpy":
+        raise ValueError(f"The 'extension' option {o['extension']!r} runs on the numpy backend "
+                         f"only. Got backend={o['backend']!r}.")
     for name in ("self_loops", "drop_leading", "row_normalize"):
         o[name] = _check_bool(o[name], name)
 

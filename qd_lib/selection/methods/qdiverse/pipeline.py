@@ -10,6 +10,10 @@ from __future__ import annotations
 import numpy as np
 
 from qd_lib.selection.methods.qdiverse.affinity import affinity
+from qd_lib.selection.methods.qdiverse.extensions import (
+    local_bandwidth_kernel,
+    typicality_weights,
+)
 from qd_lib.selection.methods.qdiverse.greedy import first_pick
 from qd_lib.selection.methods.qdiverse.spectral import (
     choose_landmarks,
@@ -53,8 +57,17 @@ def select_in_batch(Xc, Xq, budget: int, rng: np.random.Generator, o: dict, xp) 
     landmarks = choose_landmarks(W, n_landmarks, o["landmarks"], rng, xp)
     Z, r, degrees = spectral_embedding(W, landmarks, o, xp)
     del W
-    K, sigma_z = embedding_kernel(Z, o["z_bandwidth"], xp)
+    if o["extension"] == "density_kernel":
+        K, sigma_z = local_bandwidth_kernel(Z, o["local_k"])
+    else:
+        K, sigma_z = embedding_kernel(Z, o["z_bandwidth"], xp)
     first = first_pick(o["first_pick"], degrees, Z, xp)
+    if o["extension"] == "quality_dpp":
+        q = typicality_weights(degrees, o["quality_power"])
+        K *= q[:, None]
+        K *= q[None, :]
+        if o["first_pick"] == "lowest_index":
+            first = None  # the diagonal is q², no longer tied: the most typical row goes first
     local, gains = xp.greedy_logdet(K, budget, eps=o["eps"], first=first)
     return {"local": local, "gains": gains, "r": int(r), "n_landmarks": int(n_landmarks),
             "sigma": float(sigma), "sigma_z": float(sigma_z)}

@@ -1,0 +1,90 @@
+"""``python -m qd_lib.study``: the evidence study, resumable, one command per step.
+
+::
+
+    python -m qd_lib.study run SWEEP [SWEEP ...] [--workers N] [--threads 1]
+        train the runs of the sweep files that neither figures/study/runs.csv nor runs/ hold
+        yet, in rounds of --workers runs, rewriting runs.csv and summary.csv after each round
+    python -m qd_lib.study report SWEEP [SWEEP ...]
+        runs.csv (committed rows + finished records), summary.csv/.md, the figures
+    python -m qd_lib.study --out figures/study/epochs run notebooks/sweeps/study_epochs.yaml
+    python -m qd_lib.study epochs       (figures/study/epochs/runs.csv -> epochs.csv)
+    python -m qd_lib.study diagnostics [--dataset proxy-default] [--seeds 10] [--jobs 2]
+    python -m qd_lib.study ablation [--dataset proxy-default] [--seeds 10] [--jobs 2]
+    python -m qd_lib.study readme [--readme README.md]
+
+Every output goes to ``figures/study/`` (``--out``); ``make study`` runs them all in order.
+Training-free steps skip the rows their CSV already holds for the same dataset and features.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from qd_lib.utils.logging import setup
+
+DEFAULT_SWEEPS = ("notebooks/sweeps/study.yaml",)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m qd_lib.study",
+                                     description=__doc__.split("\n")[0])
+    parser.add_argument("--out", default=None, help="output folder (default figures/study)")
+    parser.add_argument("--runs-dir", default=None, help="runs folder (default QD_RUNS_DIR)")
+    parser.add_argument("--log-level", default="INFO")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="train what is missing, updating runs.csv as it goes")
+    run.add_argument("sweeps", nargs="*", default=list(DEFAULT_SWEEPS))
+    run.add_argument("--workers", type=int, default=1)
+    run.add_argument("--threads", type=int, default=None)
+    run.add_argument("--device", default="auto")
+    report = sub.add_parser("report", help="runs.csv, summary.csv/.md and figures")
+    report.add_argument("sweeps", nargs="*", default=list(DEFAULT_SWEEPS))
+    epochs = sub.add_parser("epochs", help="validation SRCC by schedule length")
+    epochs.add_argument("--source", default=None,
+                        help="the epoch sweep's runs.csv (default OUT/epochs/runs.csv)")
+    for name in ("diagnostics", "ablation"):
+        p = sub.add_parser(name, help=f"training-free {name}")
+        p.add_argument("--dataset", default="proxy-default")
+        p.add_argument("--feature-set", default="offline")
+        p.add_argument("--seeds", type=int, default=10)
+        p.add_argument("--fractions", type=float, nargs="*", default=None)
+        p.add_argument("--jobs", type=int, default=1, help="worker processes (split by seed)")
+    readme = sub.add_parser("readme", help="rewrite the README's evidence section")
+    readme.add_argument("--readme", default="README.md")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    setup(args.log_level)
+    from qd_lib.study import commands
+
+    out = commands.output_dir(args.out)
+    if args.command == "run":
+        done = commands.run_missing(args.sweeps, out, runs_root=args.runs_dir,
+                                    workers=args.workers, threads=args.threads,
+                                    device=args.device)
+        print(f"study: {done['trained']} run(s) trained, {done['failed']} failed, "
+              f"{done['held']} already held; runs.csv has {done['rows']} rows")
+        return 1 if done["failed"] else 0
+    if args.command == "report":
+        paths = commands.report(args.sweeps, out, runs_root=args.runs_dir)
+    elif args.command == "epochs":
+        paths = commands.epochs(out, source=args.source)
+    elif args.command == "diagnostics":
+        paths = commands.diagnostics(args.dataset, out, seeds=args.seeds,
+                                     fractions=args.fractions, feature_set=args.feature_set,
+                                     jobs=args.jobs)
+    elif args.command == "ablation":
+        paths = commands.ablation(args.dataset, out, seeds=args.seeds, fractions=args.fractions,
+                                  feature_set=args.feature_set, jobs=args.jobs)
+    else:
+        paths = {"readme": commands.write_readme_section(out, args.readme)}
+    for key, path in paths.items():
+        print(f"{key}: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,319 @@
+"""The steps behind ``python -m qd_lib.study`` (see its module docstring).
+
+Trained results are held in two places: run records under ``runs/`` (git-ignored, lost with the
+machine) and the committed ``figures/study/runs.csv``. A run is trained only when neither holds
+it, so a fresh clone with the committed CSV retrains nothing.
+"""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import json
+import logging
+import multiprocessing
+from pathlib import Path
+
+import pandas as pd
+
+from qd_lib.paths import display_path, figures_dir
+from qd_lib.study.report import study_runs, summarise_study, write_study_tables
+from qd_lib.utils.io import atomic_write_json, atomic_write_text
+
+logger = logging.getLogger(__name__)
+
+RUNS_CSV = "runs.csv"
+
+
+def output_dir(out=None) -> Path:
+    """``figures/study`` (or ``out``)."""
+    return Path(out) if out is not None else figures_dir() / "study"
+
+
+def _sweep_specs(sweeps) -> list:
+    from qd_lib.runner import expand
+
+    specs = []
+    for sweep in sweeps:
+        specs += expand(sweep)
+    return specs
+
+
+def held_runs(out) -> pd.DataFrame:
+    """The committed ``runs.csv`` (empty when there is none)."""
+    path = Path(out) / RUNS_CSV
+    return pd.read_csv(path) if path.is_file() else pd.DataFrame(columns=["run_id"])
+
+
+def merged_runs(sweeps, out, runs_root=None) -> pd.DataFrame:
+    """The sweeps' current grid: committed rows, updated by finished records under ``runs/``
+    (same run id, same spec hash: the same result)."""
+    ids = {s.run_id for s in _sweep_specs(sweeps)}
+    held = held_runs(out)
+    held = held[held["run_id"].isin(ids)]
+    try:
+        fresh = study_runs(sweeps, runs_root)
+    except ValueError:  # no finished record under runs/: the committed rows are all there is
+        fresh = pd.DataFrame(columns=held.columns)
+    merged = pd.concat([held[~held["run_id"].isin(fresh["run_id"])], fresh],
+                       ignore_index=True)
+    if merged.empty:
+        raise ValueError(f"No finished run of {list(map(str, sweeps))}: run `python -m "
+                         "qd_lib.study run` first.")
+    from qd_lib.study.report import _method_rank
+
+    merged["_rank"] = [_method_rank(m) for m in merged["method"]]
+    merged = merged.sort_values(["dataset", "model", "fraction", "_rank", "seed"]).drop(
+        columns="_rank")
+    return merged.reset_index(drop=True)
+
+
+def _write_tables(sweeps, out, runs_root=None) -> dict:
+    runs = merged_runs(sweeps, out, runs_root)
+    proxy = bool(runs["proxy"].fillna(True).all()) if "proxy" in runs else True
+    return write_study_tables(runs, out, proxy=proxy, provenance={
+        "sweeps": [str(s) for s in sweeps], "n_runs": int(len(runs)),
+        "command": "python -m qd_lib.study report " + " ".join(map(str, sweeps))})
+
+
+def run_missing(sweeps, out, *, runs_root=None, workers: int = 1, threads=None,
+                device: str = "auto") -> dict:
+    """Train the runs of ``sweeps`` that ``runs.csv`` and the records do not hold, in rounds
+    of ``workers`` runs (a local Dask cluster when ``workers > 1``), rewriting ``runs.csv``
+    and ``summary.csv`` after each round."""
+    from qd_lib.runner import run_status, run_sweep
+
+    specs = _sweep_specs(sweeps)
+    held = set(held_runs(out)["run_id"])
+    pending = [s for s in specs if s.run_id not in held and run_status(s, runs_root) != "done"]
+    logger.info("study: %d runs in the grid, %d held, %d to train", len(specs),
+                len(specs) - len(pending), len(pending))
+    counts = {"trained": 0, "failed": 0, "held": len(specs) - len(pending)}
+    client = cluster = None
+    if workers > 1 and pending:
+        from dask.distributed import Client, LocalCluster
+
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                               dashboard_address=None)
+        client = Client(cluster)
+    try:
+        for start in range(0, len(pending), max(1, workers)):
+            chunk = pending[start:start + max(1, workers)]
+            report = run_sweep(chunk, runs_root=runs_root, client=client, executor="python",
+                               torch_threads=threads if threads is not None else
+                               (1 if workers > 1 else None), device=device)
+            counts["trained"] += report.counts["ok"]
+            counts["failed"] += report.counts["failed"]
+            _write_tables(sweeps, out, runs_root)
+    finally:
+        if client is not None:
+            client.close()
+            cluster.close()
+    counts["rows"] = len(held_runs(out))
+    return counts
+
+
+def report(sweeps, out, *, runs_root=None) -> dict:
+    """``runs.csv`` → ``summary.csv``/``.md`` and the two figures."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from qd_lib.viz import save_figure
+    from qd_lib.viz.study import plot_paired_forest, plot_srcc_vs_fraction
+
+    paths = _write_tables(sweeps, out, runs_root)
+    summary = pd.read_csv(paths["summary"])
+    provenance = {"from": display_path(paths["summary"]), "command": "python -m qd_lib.study "
+                  "report"}
+    for name, plot in (("srcc_vs_fraction", plot_srcc_vs_fraction),
+                       ("paired_forest", plot_paired_forest)):
+        fig = plot(summary)
+        paths[name] = save_figure(fig, name, folder=out, provenance=provenance)["png"]
+        plt.close(fig)
+    return paths
+
+
+def epochs(out, *, source=None) -> dict:
+    """``epochs.csv``: final validation SRCC by schedule length and the chosen length, from the
+    epoch sweep's ``runs.csv`` (``source``, default ``<out>/epochs/runs.csv``)."""
+    from qd_lib.study.epochs import choose_epochs
+
+    source = Path(source) if source is not None else Path(out) / "epochs" / RUNS_CSV
+    if not source.is_file():
+        raise FileNotFoundError(f"{display_path(source)} does not exist: run `python -m "
+                                "qd_lib.study --out figures/study/epochs run "
+                                "notebooks/sweeps/study_epochs.yaml` first.")
+    chosen = choose_epochs(pd.read_csv(source))
+    path = atomic_write_text(Path(out) / "epochs.csv", chosen.to_csv(index=False,
+                                                                       float_format="%.6f"))
+    return {"epochs": path}
+
+
+# -- training-free steps ---------------------------------------------------------------------
+def _settings(dataset, feature_set) -> dict:
+    from qd_lib.features import feature_spec
+
+    return {"dataset": dataset.name, "manifest_hash": dataset.manifest.content_hash,
+            "scheme": dataset.scheme, "feature_set": feature_spec(feature_set)}
+
+
+def _existing(path: Path, settings: dict) -> pd.DataFrame | None:
+    """The rows of a committed table made with the same settings (else ``None``)."""
+    meta = path.with_suffix(".json")
+    if not (path.is_file() and meta.is_file()):
+        return None
+    if json.loads(meta.read_text()).get("settings") != settings:
+        logger.info("%s was made with other settings: recomputed", display_path(path))
+        return None
+    return pd.read_csv(path)
+
+
+def _diagnostics_worker(args) -> pd.DataFrame:
+    name, entries, fractions, seeds, feature_set = args
+    from qd_lib.data import open_dataset
+    from qd_lib.study.diagnostics import run_diagnostics
+
+    return run_diagnostics(open_dataset(name), entries, fractions, seeds,
+                           feature_set=feature_set, show_progress=False)
+
+
+def _measure(name, entries, fractions, seeds, feature_set, jobs: int) -> pd.DataFrame:
+    """Diagnostics of ``entries`` over ``seeds``, split by seed over ``jobs`` processes."""
+    if not seeds:
+        return pd.DataFrame()
+    groups = [list(seeds[i::jobs]) for i in range(jobs) if seeds[i::jobs]]
+    tasks = [(name, entries, fractions, g, feature_set) for g in groups]
+    if len(tasks) == 1:
+        return _diagnostics_worker(tasks[0])
+    with cf.ProcessPoolExecutor(len(tasks), mp_context=multiprocessing.get_context(
+            "spawn")) as pool:
+        return pd.concat(list(pool.map(_diagnostics_worker, tasks)), ignore_index=True)
+
+
+def _incremental(path: Path, settings: dict, name, entries, fractions, seeds, feature_set,
+                 jobs: int) -> pd.DataFrame:
+    """Compute only the (method, fraction, seed) rows ``path`` does not hold yet."""
+    old = _existing(path, settings)
+    labels = [e if isinstance(e, str) else e[1] for e in entries]
+    wanted = {(m, float(f), int(s)) for m in labels for f in fractions for s in seeds}
+    have = set() if old is None else {(m, float(f), int(s)) for m, f, s in
+                                      zip(old["method"], old["fraction"], old["seed"])}
+    missing_seeds = sorted({s for (_, _, s) in wanted - have})
+    fresh = _measure(name, entries, fractions, missing_seeds, feature_set, jobs)
+    if len(fresh):  # recompute whole seeds: one seed's features are shared by its rows
+        fresh = fresh[[(m, float(f), int(s)) in wanted - have for m, f, s in
+                       zip(fresh["method"], fresh["fraction"], fresh["seed"])]]
+    table = pd.concat([t for t in (old, fresh) if t is not None and len(t)],
+                      ignore_index=True)
+    table = table[[(m, float(f), int(s)) in wanted for m, f, s in
+                   zip(table["method"], table["fraction"], table["seed"])]]
+    return table.sort_values(["method", "fraction", "seed"]).reset_index(drop=True)
+
+
+def diagnostics(dataset_name: str, out, *, seeds: int = 10, fractions=None,
+                feature_set="offline", jobs: int = 1) -> dict:
+    """``diagnostics.csv`` (+ ``.json``), and with ``runs.csv`` present, ``correlations.csv``
+    and the scatter figure."""
+    from qd_lib.data import open_dataset
+    from qd_lib.study.diagnostics import DIAGNOSTIC_FRACTIONS, diagnostic_correlations
+    from qd_lib.study.report import METHOD_ORDER
+
+    out = Path(out)
+    dataset = open_dataset(dataset_name)
+    fractions = tuple(fractions or DIAGNOSTIC_FRACTIONS)
+    methods = [m for m in METHOD_ORDER if m != "full"]
+    settings = _settings(dataset, feature_set)
+    path = out / "diagnostics.csv"
+    table = _incremental(path, settings, dataset_name, methods, fractions,
+                         list(range(seeds)), feature_set, jobs)
+    paths = {"diagnostics": atomic_write_text(path, table.to_csv(index=False,
+                                                                 float_format="%.6f"))}
+    atomic_write_json(path.with_suffix(".json"), {
+        "settings": settings, "methods": methods, "fractions": list(fractions),
+        "seeds": seeds, "selection_seconds": float(table["seconds"].sum()),
+        "command": f"python -m qd_lib.study diagnostics --dataset {dataset_name} --seeds "
+                   f"{seeds}"})
+    runs_path = out / RUNS_CSV
+    if runs_path.is_file():
+        runs = pd.read_csv(runs_path)
+        runs = runs[runs["dataset"] == dataset.name]
+        correlations = diagnostic_correlations(table, runs)
+        if len(correlations):
+            paths["correlations"] = atomic_write_text(out / "correlations.csv",
+                                                      correlations.to_csv(index=False,
+                                                                          float_format="%.6f"))
+            paths["scatter"] = _scatter(table, runs, correlations, out)
+    return paths
+
+
+def _scatter(table, runs, correlations, out) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from qd_lib.viz import save_figure
+    from qd_lib.viz.study import plot_diagnostic_scatter
+
+    merged = runs.merge(table, on=["method", "fraction", "seed"], how="inner")
+    fig = plot_diagnostic_scatter(merged, correlations)
+    path = save_figure(fig, "diagnostics_scatter", folder=out, provenance={
+        "from": ["diagnostics.csv", "runs.csv", "correlations.csv"]})["png"]
+    plt.close(fig)
+    return path
+
+
+def ablation(dataset_name: str, out, *, seeds: int = 10, fractions=None,
+             feature_set="offline", jobs: int = 1) -> dict:
+    """``ablation_seeds.csv`` (every variant × fraction × seed) and ``ablation.csv`` (per
+    option value: the diagnostics' means, and trained SRCC where ``runs.csv`` holds it)."""
+    from qd_lib.data import open_dataset
+    from qd_lib.study.ablation import ABLATION_GRID, ablation_entries, rank_variants
+
+    out = Path(out)
+    dataset = open_dataset(dataset_name)
+    fractions = tuple(fractions or (0.05, 0.1))
+    entries = ablation_entries() + [("random", "random", {})]
+    settings = _settings(dataset, feature_set)
+    path = out / "ablation_seeds.csv"
+    table = _incremental(path, settings, dataset_name, entries, fractions,
+                         list(range(seeds)), feature_set, jobs)
+    labels = {label: (opt, value) for (opt, value, _, _), (_, label, _) in
+              zip(ABLATION_GRID, ablation_entries())}
+    labels["random"] = ("reference", "random")
+    table["option"] = [labels[m][0] for m in table["method"]]
+    table["value"] = [labels[m][1] for m in table["method"]]
+    paths = {"ablation_seeds": atomic_write_text(path, table.to_csv(index=False,
+                                                                    float_format="%.6f"))}
+    atomic_write_json(path.with_suffix(".json"), {
+        "settings": settings, "fractions": list(fractions), "seeds": seeds,
+        "command": f"python -m qd_lib.study ablation --dataset {dataset_name} --seeds {seeds}"})
+    ranked = rank_variants(table.drop(columns=["seconds"]))
+    runs_path = out / RUNS_CSV
+    if runs_path.is_file():
+        runs = pd.read_csv(runs_path)
+        runs = runs[(runs["dataset"] == dataset.name) & runs["fraction"].isin(fractions)]
+        trained = runs.groupby("method").agg(srcc_trained=("srcc", "mean"),
+                                             val_srcc_trained=("val_srcc", "mean"),
+                                             n_trained=("srcc", "size")).reset_index()
+        ranked = ranked.merge(trained, on="method", how="left")
+    paths["ablation"] = atomic_write_text(out / "ablation.csv", ranked.to_csv(
+        index=False, float_format="%.6f"))
+    return paths
+
+
+def write_readme_section(out, readme="README.md") -> Path:
+    """Rewrite the README's "What the evidence says" section from the committed CSVs."""
+    from qd_lib.study.readme import evidence_section, replace_section
+
+    path = Path(readme)
+    text = replace_section(path.read_text(encoding="utf-8"), evidence_section(Path(out)))
+    return atomic_write_text(path, text)
+
+
+def summary_from_runs(out) -> str:
+    """The text ``summary.csv`` must have, recomputed from ``runs.csv`` alone (the check that
+    the committed summary says exactly what the committed runs say)."""
+    from qd_lib.study.report import summary_csv_text
+
+    return summary_csv_text(summarise_study(pd.read_csv(Path(out) / RUNS_CSV)))
