@@ -353,9 +353,11 @@ def test_table3_from_records(tiny_pruning, tmp_path):
     assert "PROXY" in md and "Random" in md and "Uniform (no calibration)" in md
     assert "Unpruned" in md and r"\toprule" in table.to_latex()
     assert table.provenance["n_runs"] == 2 and table.provenance["seeds"] == [0]
-    files = save_table3(table, "t3", folder=tmp_path)
+    files = save_table3(table, "t3", folder=tmp_path, records=records)
     assert {p.name for p in files.values()} == {"t3.csv", "t3.md", "t3.tex", "t3_runs.csv",
-                                                "t3.json"}
+                                                "t3.json", "t3_records"}
+    again = table3(load_records(folder=tmp_path / "t3_records"))  # a fresh clone's rebuild
+    assert again.to_markdown() == md and again.provenance == table.provenance
     mixed = copy.deepcopy(records)
     mixed[0]["target"] = 0.3
     with pytest.raises(ValueError, match="'target'"):

@@ -9,6 +9,7 @@
                                  [--threads N] [--device auto]
     python -m qd_lib.pruning table [--dataset proxy-default ...] [--config small]
                                    [--seeds ...] [--methods ...] [--runs-dir DIR]
+                                   [--records figures/pruning/table3_pruning_records]
                                    [--name table3_pruning] [--folder figures/pruning]
                                    [--latex]
 
@@ -58,6 +59,10 @@ def _parser() -> argparse.ArgumentParser:
     table.add_argument("--seeds", nargs="+", type=int, default=None)
     table.add_argument("--methods", nargs="+", default=None)
     table.add_argument("--runs-dir", default=None)
+    table.add_argument("--records", default=None,
+                       help="read the records from this folder of <run_id>.json files (e.g. "
+                            "figures/pruning/table3_pruning_records, committed) instead of "
+                            "runs/pruning")
     table.add_argument("--name", default="table3_pruning")
     table.add_argument("--folder", default=None, help="default: figures/pruning")
     table.add_argument("--no-save", action="store_true", help="print only")
@@ -99,26 +104,26 @@ def _run(args) -> int:
 
 
 def _table(args) -> int:
+    from qd_lib.paths import figures_dir
+    from qd_lib.pruning.experiment import load_records
     from qd_lib.pruning.tables import save_table3, table3
+    from qd_lib.viz.pruning import save_pruning_figure
 
     try:
-        table = table3(runs_root=args.runs_dir, datasets=args.dataset, config=args.config,
-                       seeds=args.seeds, methods=args.methods)
-    except ValueError as exc:
+        records = load_records(args.runs_dir, folder=args.records)
+        table = table3(records, datasets=args.dataset, config=args.config, seeds=args.seeds,
+                       methods=args.methods)
+    except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(table.to_latex() if args.latex else table.to_markdown())
     if not args.no_save:
-        from qd_lib.paths import figures_dir
-        from qd_lib.pruning.experiment import load_records
-        from qd_lib.viz.pruning import save_pruning_figure
-
-        files = save_table3(table, args.name, folder=args.folder)
-        records = load_records(args.runs_dir, run_ids=table.provenance["run_ids"])
+        used = [r for r in records if r["run_id"] in set(table.provenance["run_ids"])]
+        files = save_table3(table, args.name, folder=args.folder, records=used)
         folder = args.folder if args.folder is not None else figures_dir() / "pruning"
         for dataset in table.provenance["datasets"]:
             files.update({f"{dataset}_{k}": v for k, v in save_pruning_figure(
-                [r for r in records if r["dataset"] == dataset], f"pruning_{dataset}",
+                [r for r in used if r["dataset"] == dataset], f"pruning_{dataset}",
                 folder=folder, provenance={"table": args.name}).items()})
         print("wrote:", ", ".join(sorted(str(p) for p in files.values())))
     return 0

@@ -507,13 +507,22 @@ def grid_specs(dataset: str, methods: Sequence[str], seeds: Sequence[int], **opt
 
 
 def load_records(runs_root=None, *, status: str | None = "ok",
-                 run_ids: Sequence[str] | None = None) -> list[dict]:
-    """The pruning run records under ``<runs>/pruning`` (optionally only ``run_ids``)."""
-    folder = pruning_dir(runs_root)
+                 run_ids: Sequence[str] | None = None, folder=None) -> list[dict]:
+    """The pruning run records under ``<runs>/pruning`` (optionally only ``run_ids``), or,
+    with ``folder``, those saved as ``<folder>/<run_id>.json`` (the copies a table keeps
+    beside itself, see :func:`qd_lib.pruning.tables.save_table3`). Each record's sha256 is
+    checked."""
+    if folder is not None:
+        paths = sorted(Path(folder).glob("*.json"))
+        if not Path(folder).is_dir():
+            raise FileNotFoundError(f"No pruning records folder at {display_path(folder)}.")
+    else:
+        paths = sorted(pruning_dir(runs_root).glob(f"*/{RECORD}"))
     wanted = set(run_ids) if run_ids is not None else None
     out = []
-    for path in sorted(folder.glob(f"*/{RECORD}")):
-        if wanted is not None and path.parent.name not in wanted:
+    for path in paths:
+        run_id = path.stem if folder is not None else path.parent.name
+        if wanted is not None and run_id not in wanted:
             continue
         record = read_verified_json(path, "pruning record")
         if status is None or record.get("status") == status:

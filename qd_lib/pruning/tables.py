@@ -309,14 +309,38 @@ def _provenance(frame: pd.DataFrame, decimals: int) -> dict:
                 "FLOPs, highest SRCC/PLCC); Uniform and Unpruned are not ranked"}
 
 
-def save_table3(table: Table3, name: str = "table3_pruning", *, folder=None) -> dict:
+def save_table3(table: Table3, name: str = "table3_pruning", *, folder=None,
+                records: Sequence[dict] | None = None) -> dict:
     """Write ``<name>.{csv,md,tex,json}`` (and ``<name>_runs.csv``, one row per run) through
-    :func:`qd_lib.viz.save_table`; default folder ``figures/pruning``."""
+    :func:`qd_lib.viz.save_table`; default folder ``figures/pruning``.
+
+    With ``records`` (the run records the table was built from), a copy of each is kept as
+    ``<folder>/<name>_records/<run_id>.json`` (the folder is rewritten), so the table can be
+    rebuilt from a fresh clone: ``table3(load_records(folder=<that folder>))``.
+    """
+    from pathlib import Path
+
     from qd_lib.paths import figures_dir
+    from qd_lib.utils.io import write_verified_json
     from qd_lib.viz import save_table
 
-    folder = folder if folder is not None else figures_dir() / "pruning"
-    return save_table(table.to_frame(), name, folder=folder, provenance=table.provenance,
-                      markdown=table.to_markdown(), latex=table.to_latex(),
-                      csv_float_format="%.6f",
-                      extra_csv={"runs_csv": table.frame.drop(columns=["levels"])})
+    folder = Path(folder) if folder is not None else figures_dir() / "pruning"
+    written = save_table(table.to_frame(), name, folder=folder, provenance=table.provenance,
+                         markdown=table.to_markdown(), latex=table.to_latex(),
+                         csv_float_format="%.6f",
+                         extra_csv={"runs_csv": table.frame.drop(columns=["levels"])})
+    if records is not None:
+        keep = set(table.provenance["run_ids"])
+        chosen = {r["run_id"]: r for r in records if r["run_id"] in keep}
+        missing = sorted(keep - set(chosen))
+        if missing:
+            raise ValueError(f"The 'records' parameter lacks runs of the table: {missing[:4]}.")
+        target = folder / f"{name}_records"
+        target.mkdir(parents=True, exist_ok=True)
+        for stale in target.glob("*.json"):
+            if stale.stem not in keep:
+                stale.unlink()
+        for run_id, record in sorted(chosen.items()):
+            write_verified_json(target / f"{run_id}.json", record)
+        written["records"] = target
+    return written
