@@ -364,3 +364,19 @@ def test_table3_from_records(tiny_pruning, tmp_path):
         table3(mixed)
     with pytest.raises(ValueError, match="No finished pruning runs"):
         table3(records, datasets=["kadid10k"])
+
+
+def test_basecnn_mobilenet_trunk_options():
+    from qd_lib.models.basecnn import BaseCNN
+
+    model = BaseCNN(backbone="mobilenet_v2", depth=4)
+    assert model.fc.in_features == 24 and len(model.basemodel) == 4
+    model.freeze("finetune")
+    frozen = {n.split(".")[1] for n, p in model.named_parameters() if not p.requires_grad}
+    assert frozen == {"0", "1"}
+    with pytest.raises(ValueError, match="'depth'.*mobilenet_v2"):
+        BaseCNN(depth=3)
+    with pytest.raises(ValueError, match="'depth'"):
+        BaseCNN(backbone="mobilenet_v2", depth=20)
+    with pytest.raises(ValueError, match="'backbone'"):
+        BaseCNN(backbone="vgg16")
