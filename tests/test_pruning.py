@@ -306,6 +306,7 @@ def tiny_pruning(tmp_path_factory):
     mp.setattr(experiment, "distortion_curves", spy)
     try:
         specs = [PruningSpec("proxy-tiny", m, seed=0, **options) for m in ("random", "uniform")]
+        specs.append(PruningSpec("proxy-tiny", "random", seed=0, finetune_epochs=1, **options))
         report = experiment.run_pruning_grid(specs, runs_root=runs_root, device="cpu",
                                              keep_going=False)
         again = experiment.run_pruning(specs[0], runs_root=runs_root, device="cpu")
@@ -330,8 +331,13 @@ def test_the_chosen_calibration_rows_are_the_ones_used(tiny_pruning):
 
 
 def test_pruning_records_are_complete_and_resumable(tiny_pruning):
-    random_run, uniform_run = tiny_pruning["report"]["records"]
-    assert tiny_pruning["report"]["counts"] == {"ok": 2, "skipped": 0, "failed": 0}
+    random_run, uniform_run, finetuned = tiny_pruning["report"]["records"]
+    assert tiny_pruning["report"]["counts"] == {"ok": 3, "skipped": 0, "failed": 0}
+    # fine-tuning on the calibration set keeps the masks: the same weights stay pruned
+    assert finetuned["finetune"]["epochs"] == 1 and random_run["finetune"] is None
+    assert finetuned["pruned_weights"] == random_run["pruned_weights"]
+    assert finetuned["allocation"] == random_run["allocation"]
+    assert finetuned["run_id"] != random_run["run_id"]
     assert tiny_pruning["again"]["skipped"] is True
     for run in (random_run, uniform_run):
         assert run["pruned_weights"] == target_count([run["prunable_weights"]], 0.2)
@@ -348,6 +354,9 @@ def test_table3_from_records(tiny_pruning, tmp_path):
     from qd_lib.pruning import load_records, save_table3, table3
 
     records = load_records(tiny_pruning["runs_root"])
+    with pytest.raises(ValueError, match="'finetune_epochs'"):
+        table3(records)  # fine-tuned and plain runs never share a table
+    records = [r for r in records if not r["spec"]["finetune_epochs"]]
     table = table3(records)
     md = table.to_markdown()
     assert "PROXY" in md and "Random" in md and "Uniform (no calibration)" in md

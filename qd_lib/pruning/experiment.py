@@ -321,7 +321,7 @@ def _finetune(model, dataset, rows: np.ndarray, spec: PruningSpec) -> dict:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
     model.eval()
     return {"epochs": spec.finetune_epochs, "lr": recipe.lr * 0.1,
             "final_loss": losses[-1] if losses else None}
