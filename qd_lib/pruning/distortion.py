@@ -16,9 +16,12 @@ Speed (what makes the measurement affordable on a CPU):
 - with ``target`` given, the levels are measured from small to large and a layer's curve stops
   at the first level above the target whose distortion exceeds the total distortion of the
   uniform allocation (every layer at ``target``): under the additive model such a point can
-  never be part of an allocation that beats the uniform one, and curves of magnitude pruning
-  rise with the level, so the higher levels are not needed either. Skipped points are ``inf``
-  (and ``measured`` is False).
+  never be part of an allocation that beats the uniform one. Skipping the levels *after* it is
+  a heuristic that assumes the curve keeps rising: curves mostly do, but not always (on the
+  committed proxy-default runs 3.6 % of the measured steps go down, some by half or more, as
+  errors of a more heavily pruned layer partly cancel), so a skipped point could occasionally
+  have been usable. ``target=None`` measures the whole grid. Skipped points are ``inf`` (and
+  ``measured`` is False).
 """
 from __future__ import annotations
 
