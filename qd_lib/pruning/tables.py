@@ -168,7 +168,8 @@ class Table3:
             if b < len(blocks) - 1:
                 out.append(r"\midrule")
         out += [r"\bottomrule", r"\end{tabular}",
-                rf"\caption{{{latex_escape(self._caption())}}}", r"\label{tab:pruning}",
+                r"\caption{" + latex_escape(self._caption()).replace("±", r"$\pm$") + "}",
+                r"\label{tab:pruning}",
                 r"\end{table}"]
         return "\n".join(out) + "\n"
 
