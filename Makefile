@@ -7,7 +7,7 @@ NB_OUT := runs/notebooks
 SELECTION_METHODS := qdiverse random herding kcenter contextual_diversity moderate pgcs
 
 .PHONY: venv test unit notebook-tests lint demo study pruning complexity clean-venv browser-deps \
-	browser-test
+	browser-test gpu-check gpu-check-tiny
 
 venv: $(STAMP)
 
@@ -83,7 +83,22 @@ notebook-tests: venv
 		$(NB_OUT)/07_results_tables.ipynb $(NB_OUT)/08_explorer.ipynb \
 		$(NB_OUT)/09_study.ipynb $(NB_OUT)/10_pruning_calibration.ipynb $(NB_OUT)/12_complexity.ipynb
 
-test: lint unit notebook-tests browser-test
+# The device check (benchmarks/gpu_check.py, README "Performance on a GPU"): no downloads, at most
+# 8 minutes, writes runs/gpu/report.json. No venv bootstrap (a GPU machine may have no network):
+# .venv's python when there is one, else python3. GIT_COMMIT names the commit where the copy of
+# the tree has no .git.
+GPU_PY = $(if $(wildcard $(PY)),$(PY),python3)
+GIT_COMMIT ?=
+gpu-check:
+	TQDM_DISABLE=1 $(GPU_PY) benchmarks/gpu_check.py --device auto \
+		$(if $(GIT_COMMIT),--commit $(GIT_COMMIT))
+
+# The same script at toy sizes on the CPU (CI: the script cannot rot).
+gpu-check-tiny: venv
+	TQDM_DISABLE=1 $(PY) benchmarks/gpu_check.py --device cpu --tiny \
+		--out runs/gpu/report-tiny.json
+
+test: lint unit gpu-check-tiny notebook-tests browser-test
 
 # The main job on the default proxy benchmark (PROXY MOS): build it, extract the offline
 # embeddings, select with Q-Diverse and every baseline at 10 %, train the CPU `small` MANIQA on
