@@ -9,8 +9,8 @@ SELECTION_METHODS := qdiverse random herding kcenter contextual_diversity modera
 # 10 %, one epoch of a width-4 ResNet-18, 64-px MobileNet-V2 inputs; its own table name.
 NB11_TINY := {FRACTIONS: [0.1], SEEDS: [0], EPOCHS: 1, WIDTH: 4, INPUT_SIZE: 64, TABLE_NAME: ci_digits}
 
-.PHONY: venv test unit notebook-tests lint demo study clean-venv browser-deps browser-test \
-	gpu-check gpu-check-tiny
+.PHONY: venv test unit notebook-tests lint demo study pruning complexity clean-venv browser-deps \
+	browser-test gpu-check gpu-check-tiny
 
 venv: $(STAMP)
 
@@ -74,6 +74,10 @@ notebook-tests: venv
 	rm -rf runs/study-tiny
 	TQDM_DISABLE=1 $(PY) -m papermill --no-progress-bar notebooks/09_study.ipynb \
 		$(NB_OUT)/09_study.ipynb
+	TQDM_DISABLE=1 $(PY) -m papermill --no-progress-bar notebooks/10_pruning_calibration.ipynb \
+		$(NB_OUT)/10_pruning_calibration.ipynb
+	TQDM_DISABLE=1 $(PY) -m papermill --no-progress-bar notebooks/12_complexity.ipynb \
+		$(NB_OUT)/12_complexity.ipynb
 	TQDM_DISABLE=1 $(PY) -m papermill --no-progress-bar notebooks/11_cifar10.ipynb \
 		$(NB_OUT)/11_cifar10.ipynb -y "$(NB11_TINY)"
 	TQDM_DISABLE=1 $(PY) -m pytest -p no:cacheprovider --nbval-lax --nbval-current-env \
@@ -82,8 +86,8 @@ notebook-tests: venv
 		$(NB_OUT)/02_extract_embeddings.ipynb $(NB_OUT)/03_select_coresets_*.ipynb \
 		$(NB_OUT)/04_train_iqa.ipynb $(NB_OUT)/05_tsne_maps.ipynb $(NB_OUT)/06_mos_coverage.ipynb \
 		$(NB_OUT)/07_results_tables.ipynb $(NB_OUT)/08_explorer.ipynb \
-		$(NB_OUT)/09_study.ipynb \
-		$(NB_OUT)/11_cifar10.ipynb
+		$(NB_OUT)/09_study.ipynb $(NB_OUT)/10_pruning_calibration.ipynb \
+		$(NB_OUT)/11_cifar10.ipynb $(NB_OUT)/12_complexity.ipynb
 
 # The device check (benchmarks/gpu_check.py, README "Performance on a GPU"): no downloads, at most
 # 8 minutes, writes runs/gpu/report.json. No venv bootstrap (a GPU machine may have no network):
@@ -141,6 +145,22 @@ study: venv
 	$(PY) -m qd_lib.study diagnostics --jobs $(STUDY_WORKERS)
 	$(PY) -m qd_lib.study ablation --jobs $(STUDY_WORKERS)
 	$(PY) -m qd_lib.study readme
+
+# Coresets as pruning calibration sets (supplement Table 3) on the default proxy benchmark (PROXY
+# MOS): BaseCNN/small trained once per seed, pruned with every method's 10 % calibration set and
+# the uniform reference; finished runs are skipped. Then Table 3 and its figure in
+# figures/pruning/ from the run records alone. Add DEVICE=cuda on a GPU machine.
+PRUNING_SEEDS ?= 0 1 2 3 4
+DEVICE ?= auto
+pruning: venv
+	$(PY) -m qd_lib.data.synthetic --preset default
+	$(PY) -m qd_lib.pruning run --dataset proxy-default --methods all --seeds $(PRUNING_SEEDS) \
+		--device $(DEVICE)
+	$(PY) -m qd_lib.pruning table --dataset proxy-default
+
+# Q-Diverse's stage timings on synthetic features, Eq. 7 fitted by NNLS: figures/complexity/.
+complexity: venv
+	$(PY) -m qd_lib.analysis.complexity --preset default
 
 clean-venv:
 	rm -rf $(VENV)
