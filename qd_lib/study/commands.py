@@ -78,12 +78,15 @@ def run_missing(sweeps, out, *, runs_root=None, workers: int = 1, threads=None,
                 device: str = "auto") -> dict:
     """Train the runs of ``sweeps`` that ``runs.csv`` and the records do not hold, in rounds
     of ``workers`` runs (a local Dask cluster when ``workers > 1``), rewriting ``runs.csv``
-    and ``summary.csv`` after each round."""
+    and ``summary.csv`` after each round. Seed by seed (Random first within a seed), so that a
+    study stopped at any point holds complete paired blocks."""
     from qd_lib.runner import run_status, run_sweep
 
     specs = _sweep_specs(sweeps)
     held = set(held_runs(out)["run_id"])
     pending = [s for s in specs if s.run_id not in held and run_status(s, runs_root) != "done"]
+    # seed-major: every finished seed is a complete paired block, whenever the study stops
+    pending.sort(key=lambda s: (s.seed, s.model, s.fraction, s.method != "random"))
     logger.info("study: %d runs in the grid, %d held, %d to train", len(specs),
                 len(specs) - len(pending), len(pending))
     counts = {"trained": 0, "failed": 0, "held": len(specs) - len(pending)}
