@@ -854,3 +854,24 @@ def test_brute_force_helpers_are_consistent():
     assert brute_kcenter(X, 4, 0).tolist() == [0, 3, 2, 1]
     best = min(itertools.combinations(range(4), 2), key=lambda s: covering_radius(X, list(s)))
     assert covering_radius(X, list(best)) <= covering_radius(X, [0, 3])
+
+
+def test_pgcs_reuses_its_tsne_across_budgets_with_identical_results():
+    """The coresets of one seed at several fractions share one t-SNE layout (kept in memory),
+    and a reused layout gives exactly what a fresh one gives."""
+    from unittest import mock
+
+    from qd_lib.selection.methods import pgcs as pgcs_module
+
+    X = np.random.default_rng(5).normal(size=(120, 6))
+    pgcs_module._TSNE_CACHE.clear()
+    with mock.patch.object(pgcs_module, "_tsne_3d", wraps=pgcs_module._tsne_3d) as fresh:
+        small = select("pgcs", X, 12, seed=4)
+        large = select("pgcs", X, 36, seed=4)
+        other_seed = select("pgcs", X, 12, seed=5)
+    assert fresh.call_count == 2  # seed 4 once (two budgets), seed 5 once
+    pgcs_module._TSNE_CACHE.clear()
+    assert np.array_equal(select("pgcs", X, 36, seed=4).indices, large.indices)
+    assert np.array_equal(select("pgcs", X, 12, seed=4).indices, small.indices)
+    assert small.info == select("pgcs", X, 12, seed=4).info  # records do not depend on the cache
+    assert not np.array_equal(np.sort(other_seed.indices), np.sort(small.indices))

@@ -194,23 +194,39 @@ def _measure(name, entries, fractions, seeds, feature_set, jobs: int) -> pd.Data
 
 
 def _incremental(path: Path, settings: dict, name, entries, fractions, seeds, feature_set,
-                 jobs: int) -> pd.DataFrame:
-    """Compute only the (method, fraction, seed) rows ``path`` does not hold yet."""
+                 jobs: int, meta: dict) -> pd.DataFrame:
+    """Compute the (method, fraction, seed) rows ``path`` does not hold yet, ``jobs`` seeds at
+    a time, rewriting ``path`` (and its ``.json``) after each round: a stopped run resumes."""
     old = _existing(path, settings)
     labels = [e if isinstance(e, str) else e[1] for e in entries]
     wanted = {(m, float(f), int(s)) for m in labels for f in fractions for s in seeds}
-    have = set() if old is None else {(m, float(f), int(s)) for m, f, s in
-                                      zip(old["method"], old["fraction"], old["seed"])}
-    missing_seeds = sorted({s for (_, _, s) in wanted - have})
-    fresh = _measure(name, entries, fractions, missing_seeds, feature_set, jobs)
-    if len(fresh):  # recompute whole seeds: one seed's features are shared by its rows
-        fresh = fresh[[(m, float(f), int(s)) in wanted - have for m, f, s in
+    table = old if old is not None else pd.DataFrame()
+
+    def have() -> set:
+        if table.empty:
+            return set()
+        return {(m, float(f), int(s)) for m, f, s in
+                zip(table["method"], table["fraction"], table["seed"])}
+
+    missing_seeds = sorted({s for (_, _, s) in wanted - have()})
+    for start in range(0, len(missing_seeds), max(1, jobs)):
+        batch = missing_seeds[start:start + max(1, jobs)]
+        fresh = _measure(name, entries, fractions, batch, feature_set, jobs)
+        keep = wanted - have()  # whole seeds are recomputed: their features are shared
+        fresh = fresh[[(m, float(f), int(s)) in keep for m, f, s in
                        zip(fresh["method"], fresh["fraction"], fresh["seed"])]]
-    table = pd.concat([t for t in (old, fresh) if t is not None and len(t)],
-                      ignore_index=True)
+        table = pd.concat([t for t in (table, fresh) if len(t)], ignore_index=True)
+        _save_rows(path, table, {**meta, "settings": settings})
     table = table[[(m, float(f), int(s)) in wanted for m, f, s in
                    zip(table["method"], table["fraction"], table["seed"])]]
     return table.sort_values(["method", "fraction", "seed"]).reset_index(drop=True)
+
+
+def _save_rows(path: Path, table: pd.DataFrame, meta: dict) -> None:
+    table = table.sort_values(["method", "fraction", "seed"]).reset_index(drop=True)
+    atomic_write_text(path, table.to_csv(index=False, float_format="%.6f"))
+    atomic_write_json(path.with_suffix(".json"), {
+        **meta, "selection_seconds": float(table["seconds"].sum())})
 
 
 def diagnostics(dataset_name: str, out, *, seeds: int = 10, fractions=None,
@@ -227,15 +243,13 @@ def diagnostics(dataset_name: str, out, *, seeds: int = 10, fractions=None,
     methods = [m for m in METHOD_ORDER if m != "full"]
     settings = _settings(dataset, feature_set)
     path = out / "diagnostics.csv"
+    meta = {"methods": methods, "fractions": list(fractions), "seeds": seeds,
+            "command": f"python -m qd_lib.study diagnostics --dataset {dataset_name} --seeds "
+                       f"{seeds}"}
     table = _incremental(path, settings, dataset_name, methods, fractions,
-                         list(range(seeds)), feature_set, jobs)
-    paths = {"diagnostics": atomic_write_text(path, table.to_csv(index=False,
-                                                                 float_format="%.6f"))}
-    atomic_write_json(path.with_suffix(".json"), {
-        "settings": settings, "methods": methods, "fractions": list(fractions),
-        "seeds": seeds, "selection_seconds": float(table["seconds"].sum()),
-        "command": f"python -m qd_lib.study diagnostics --dataset {dataset_name} --seeds "
-                   f"{seeds}"})
+                         list(range(seeds)), feature_set, jobs, meta)
+    _save_rows(path, table, {**meta, "settings": settings})
+    paths = {"diagnostics": path}
     runs_path = out / RUNS_CSV
     if runs_path.is_file():
         runs = pd.read_csv(runs_path)
@@ -279,18 +293,17 @@ def ablation(dataset_name: str, out, *, seeds: int = 10, fractions=None,
     entries = ablation_entries() + [("random", "random", {})]
     settings = _settings(dataset, feature_set)
     path = out / "ablation_seeds.csv"
+    meta = {"fractions": list(fractions), "seeds": seeds,
+            "command": f"python -m qd_lib.study ablation --dataset {dataset_name} --seeds {seeds}"}
     table = _incremental(path, settings, dataset_name, entries, fractions,
-                         list(range(seeds)), feature_set, jobs)
+                         list(range(seeds)), feature_set, jobs, meta)
     labels = {label: (opt, value) for (opt, value, _, _), (_, label, _) in
               zip(ABLATION_GRID, ablation_entries())}
     labels["random"] = ("reference", "random")
     table["option"] = [labels[m][0] for m in table["method"]]
     table["value"] = [labels[m][1] for m in table["method"]]
-    paths = {"ablation_seeds": atomic_write_text(path, table.to_csv(index=False,
-                                                                    float_format="%.6f"))}
-    atomic_write_json(path.with_suffix(".json"), {
-        "settings": settings, "fractions": list(fractions), "seeds": seeds,
-        "command": f"python -m qd_lib.study ablation --dataset {dataset_name} --seeds {seeds}"})
+    _save_rows(path, table, {**meta, "settings": settings})
+    paths = {"ablation_seeds": path}
     ranked = rank_variants(table.drop(columns=["seconds"]))
     runs_path = out / RUNS_CSV
     if runs_path.is_file():

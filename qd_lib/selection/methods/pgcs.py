@@ -2,6 +2,7 @@
 does it, with the all-pairs step streamed in row chunks."""
 from __future__ import annotations
 
+import hashlib
 import logging
 import numbers
 import threading
@@ -192,6 +193,10 @@ def median_window(n_c: int, m_c: int) -> tuple[int, int]:
     return start, start + m_c
 
 
+_TSNE_CACHE: dict = {}
+_TSNE_CACHE_SIZE = 4
+
+
 def tsne_3d(X: np.ndarray, *, n_components: int, perplexity: float, random_state: int,
             n_jobs: int, verbose: bool) -> tuple[np.ndarray, dict]:
     """openTSNE embedding with PGCS's settings (library defaults otherwise).
@@ -199,7 +204,27 @@ def tsne_3d(X: np.ndarray, *, n_components: int, perplexity: float, random_state
     Runs with BLAS and OpenMP on one thread (openTSNE's own ``n_jobs`` workers aside): its PCA
     initialisation goes through BLAS/LAPACK, whose round-off changes with the thread count, and
     t-SNE carries such a change into another layout.
+
+    The last few layouts are kept in memory, keyed by a digest of ``X`` and the settings: the
+    coresets of one seed at several fractions share one t-SNE (the budget does not enter it),
+    and the result is the same array a fresh computation gives.
     """
+    key = (hashlib.sha256(np.ascontiguousarray(X).tobytes()).hexdigest(), X.shape,
+           str(X.dtype), n_components, float(perplexity), int(random_state), int(n_jobs))
+    if key in _TSNE_CACHE:
+        Y, info = _TSNE_CACHE[key]
+        logger.debug("t-SNE layout reused from memory (%d rows)", len(Y))
+        return Y.copy(), dict(info)
+    Y, info = _tsne_3d(X, n_components=n_components, perplexity=perplexity,
+                       random_state=random_state, n_jobs=n_jobs, verbose=verbose)
+    while len(_TSNE_CACHE) >= _TSNE_CACHE_SIZE:
+        _TSNE_CACHE.pop(next(iter(_TSNE_CACHE)))
+    _TSNE_CACHE[key] = (Y.copy(), info)
+    return Y, info
+
+
+def _tsne_3d(X: np.ndarray, *, n_components: int, perplexity: float, random_state: int,
+             n_jobs: int, verbose: bool) -> tuple[np.ndarray, dict]:
     from openTSNE import TSNE  # loads its BLAS/OpenMP libraries before the limit below
 
     n = X.shape[0]
