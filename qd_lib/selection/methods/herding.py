@@ -29,7 +29,7 @@ _PLAIN_STRETCH, _MAX_PLAIN_STRETCH = 64, 1024
 
 
 def herding_greedy(W: np.ndarray, sq: np.ndarray, budget: int, *, farthest: bool = False,
-                   exact_rows=None, bar=None) -> tuple[np.ndarray, np.ndarray, dict]:
+                   exact_rows=None, bar=None, initial=()) -> tuple[np.ndarray, np.ndarray, dict]:
     """Exact greedy herding: scores screened in ``W``'s precision, decided in float64.
 
     With ``W`` centred on the data mean ``μ`` and ``S_t`` the sum of the (centred) picks, the
@@ -73,12 +73,16 @@ def herding_greedy(W: np.ndarray, sq: np.ndarray, budget: int, *, farthest: bool
         float64, exact when ``W`` is float64).
     bar : tqdm, optional
         Advanced once per accepted pick.
+    initial : sequence of int, optional
+        Rows already selected: herding starts from their sum ``S_0`` (added in order, as the
+        picks are), never picks them, and makes ``budget`` new picks. Conditioning on a run's
+        first picks continues that run exactly.
 
     Returns
     -------
     picks : ndarray of int64, shape (budget,)
     discrepancy : ndarray of float64, shape (budget,)
-        ``‖mean(picks[:t+1]) − μ‖`` after each pick.
+        ``‖mean(initial + picks[:t+1]) − μ‖`` after each pick.
     stats : dict
         ``blocks`` checked, ``corrections`` (blocks cut short by the check),
         ``plain_steps`` (picks made with one pass each) and ``exact_checks`` (decisions the
@@ -100,6 +104,10 @@ def herding_greedy(W: np.ndarray, sq: np.ndarray, budget: int, *, farthest: bool
     half = 0.5 * sign * sq  # +inf marks picked rows
     h_est = half.copy()  # recent screened scores: rank the rows proposals come from
     S = np.zeros(d, dtype=np.float64)
+    t0 = len(initial)  # rows already selected: the start state, as if picked before
+    for q in initial:
+        np.add(S, exact_rows([q])[0], out=S)
+        half[q] = h_est[q] = np.inf
     picks = np.empty(budget, dtype=np.int64)
     disc = np.empty(budget, dtype=np.float64)
     stats = {"blocks": 0, "corrections": 0, "plain_steps": 0, "exact_checks": 0}
@@ -121,7 +129,7 @@ def herding_greedy(W: np.ndarray, sq: np.ndarray, budget: int, *, farthest: bool
         half[q] = h_est[q] = np.inf
         picks[t] = q
         t += 1
-        disc[t - 1] = float(np.sqrt(S @ S)) / t
+        disc[t - 1] = float(np.sqrt(S @ S)) / (t0 + t)
         if bar is not None:
             bar.update(1)
 
@@ -137,7 +145,7 @@ def herding_greedy(W: np.ndarray, sq: np.ndarray, budget: int, *, farthest: bool
             stats["plain_steps"] += 1
             continue
         k = min(k, budget - t)
-        avail = n - t
+        avail = n - t0 - t
         L = min(avail, max(4 * k, _MIN_CANDIDATES))
         if L >= avail:
             pool = np.flatnonzero(np.isfinite(half))
@@ -223,7 +231,7 @@ def _verify_block(W, half, h_est, S, spec_rows, spec, sign, err, decide) -> list
     return spec.tolist()
 
 
-def _herd_rows(X, budget, dtype, farthest, bar):
+def _herd_rows(X, budget, dtype, farthest, bar, initial=()):
     mean = column_mean(X)
     W, sq = working_copy(X, dtype, mean=mean, exact_norms=True)
 
@@ -231,15 +239,16 @@ def _herd_rows(X, budget, dtype, farthest, bar):
         return np.asarray(X[np.asarray(idx)], dtype=np.float64) - mean
 
     with single_thread_blas():
-        return herding_greedy(W, sq, budget, farthest=farthest, exact_rows=exact_rows, bar=bar)
+        return herding_greedy(W, sq, budget, farthest=farthest, exact_rows=exact_rows, bar=bar,
+                              initial=initial)
 
 
 @register("herding", inputs=("embedding",), needs_mos=False, stochastic=False)
 def herding_selection(features: dict[str, np.ndarray], budget: int, *, mos=None,
                       random_state: np.random.Generator, variant: str = "classic",
                       dtype: str = "float32", balance: bool = False, n_bins: int = 5,
-                      binning: str = "equal_width", progress: bool | None = None
-                      ) -> MethodOutput:
+                      binning: str = "equal_width", progress: bool | None = None,
+                      initial=None) -> MethodOutput:
     """Herding: greedily match the coreset mean to the data mean (or DeepCore's argmax rule).
 
     References: Welling, "Herding dynamical weights to learn", ICML 2009; Chen, Welling &
@@ -289,6 +298,11 @@ def herding_selection(features: dict[str, np.ndarray], budget: int, *, mos=None,
         as in :func:`~qd_lib.selection.binning.mos_bins`.
     progress : bool, optional
         Show a progress bar (default: tqdm decides, honouring ``TQDM_DISABLE``).
+    initial : array of int, optional
+        Rows already selected (rated), in the order they were selected: herding starts from
+        their sum, as if it had picked them, and makes ``budget`` new picks toward the mean of
+        all rows (see :func:`herding_greedy`); ``gains`` then measure the initial and new
+        picks together. Not with ``balance``.
     """
     X = features["embedding"]
     check_option(variant, "variant", HERDING_VARIANTS)
@@ -299,11 +313,20 @@ def herding_selection(features: dict[str, np.ndarray], budget: int, *, mos=None,
               "binning": binning}
     farthest = variant == "deepcore"
     work_dtype = resolve_dtype(dtype)
+    if initial is not None:
+        if balance:
+            raise ValueError("The 'initial' parameter of herding cannot be combined with "
+                             "balance=True.")
+        initial = np.asarray(initial, dtype=np.int64)
+        params["initial"] = initial.tolist()
     with progress_bar(total=budget, desc=f"herding ({variant})", enabled=progress) as bar:
         if not balance:
-            picks, disc, stats = _herd_rows(X, budget, work_dtype, farthest, bar)
+            picks, disc, stats = _herd_rows(X, budget, work_dtype, farthest, bar,
+                                            initial=() if initial is None else initial)
             logger.debug("herding (%s): %s", variant, stats)
             info = {"mean_discrepancy": float(disc[-1]), **stats}
+            if initial is not None:
+                info["n_initial"] = len(initial)
             return MethodOutput(indices=picks, params=params, info=info, gains=disc)
         if mos is None:
             raise ValueError("The 'mos' parameter is required when balance=True (herding).")

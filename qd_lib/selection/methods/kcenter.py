@@ -27,7 +27,7 @@ FIRST_DRAWS = ("generator", "deepcore")
 
 
 def farthest_first_pruned(W: np.ndarray, sq: np.ndarray, budget: int, first: int, *,
-                          bar=None) -> tuple[np.ndarray, np.ndarray, dict]:
+                          bar=None, initial=()) -> tuple[np.ndarray, np.ndarray, dict]:
     """Exact farthest-first traversal in Euclidean distance, pruned by the triangle inequality.
 
     Every point belongs to the cell of its nearest centre and ``m_i`` is its squared distance
@@ -52,6 +52,9 @@ def farthest_first_pruned(W: np.ndarray, sq: np.ndarray, budget: int, first: int
         First centre.
     bar : tqdm, optional
         Advanced once per pick.
+    initial : sequence of int, optional
+        Centres already chosen (``initial[0] == first``): the first ``len(initial)`` picks,
+        in order (:func:`~qd_lib.selection._kernels.farthest_first_loop`).
 
     Returns
     -------
@@ -122,15 +125,16 @@ def farthest_first_pruned(W: np.ndarray, sq: np.ndarray, budget: int, first: int
         cell_r2[t] = 0.0
         np.maximum.at(cell_r2, touched_assign, np.maximum(touched_m, 0.0))
 
-    picks, radii = farthest_first_loop(m, budget, first, add_centre, bar=bar)
+    picks, radii = farthest_first_loop(m, budget, first, add_centre, bar=bar, initial=initial)
     return picks, radii, {"rows_examined": round(examined / n, 3)}
 
 
-def _kcenter_rows(X: np.ndarray, budget: int, first: int, dtype, bar) -> tuple[np.ndarray,
-                                                                              np.ndarray, dict]:
+def _kcenter_rows(X: np.ndarray, budget: int, first: int, dtype, bar,
+                  initial=()) -> tuple[np.ndarray, np.ndarray, dict]:
     W, sq = working_copy(X, dtype)
     with single_thread_blas():  # many small GEMVs: threads only add synchronisation
-        picks, radii_sq, stats = farthest_first_pruned(W, sq, budget, first, bar=bar)
+        picks, radii_sq, stats = farthest_first_pruned(W, sq, budget, first, bar=bar,
+                                                       initial=initial)
     return picks, np.sqrt(radii_sq), stats
 
 
@@ -139,8 +143,8 @@ def kcenter_selection(features: dict[str, np.ndarray], budget: int, *, mos=None,
                       random_state: np.random.Generator, first_index: int | None = None,
                       first_draw: str = "generator", dtype: str = "float32",
                       balance: bool = False, n_bins: int = 5,
-                      binning: str = "equal_width", progress: bool | None = None
-                      ) -> MethodOutput:
+                      binning: str = "equal_width", progress: bool | None = None,
+                      initial=None) -> MethodOutput:
     """k-Center Greedy: farthest-first traversal in Euclidean distance (DeepCore's procedure).
 
     Reference: Sener & Savarese, "Active Learning for Convolutional Neural Networks: A Core-Set
@@ -179,7 +183,7 @@ def kcenter_selection(features: dict[str, np.ndarray], budget: int, *, mos=None,
       miss the total), and every bin draws its own first centre from the seeded stream
       (``first_draw="deepcore"``: each bin restarts the legacy stream from the seed, as
       DeepCore restarts it for every class).
-    * ``already_selected`` (incremental selection) is not offered.
+    * DeepCore's ``already_selected`` is the ``initial`` option (below).
 
     Options
     -------
@@ -199,6 +203,12 @@ def kcenter_selection(features: dict[str, np.ndarray], budget: int, *, mos=None,
         the bins, as in :func:`~qd_lib.selection.binning.mos_bins`.
     progress : bool, optional
         Show a progress bar (default: tqdm decides, honouring ``TQDM_DISABLE``).
+    initial : array of int, optional
+        Rows already selected (rated), in the order they were selected: they are the first
+        centres, no centre is drawn, and the traversal continues from them (``budget`` new
+        centres). Conditioning on a run's first picks continues that run exactly.
+        ``gains`` are the covering radii of the initial and new centres together. Not with
+        ``balance`` or ``first_index``.
     """
     X = features["embedding"]
     n = X.shape[0]
@@ -220,6 +230,12 @@ def kcenter_selection(features: dict[str, np.ndarray], budget: int, *, mos=None,
               "first_draw": first_draw, "dtype": dtype, "balance": balance, "n_bins": n_bins,
               "binning": binning}
     work_dtype = resolve_dtype(dtype)
+    if initial is not None:
+        if balance or first_index is not None:
+            raise ValueError("The 'initial' parameter of kcenter fixes the first centres, so it "
+                             "cannot be combined with balance=True or 'first_index'.")
+        return _kcenter_from(X, budget, np.asarray(initial, dtype=np.int64), work_dtype,
+                             progress, params)
     info: dict = {}
     with progress_bar(total=budget, desc="k-center", enabled=progress) as bar:
         if not balance:
@@ -248,6 +264,18 @@ def kcenter_selection(features: dict[str, np.ndarray], budget: int, *, mos=None,
                     covering_radius_per_bin=[r for _, r in per_bin])
         return MethodOutput(indices=merged.indices, params=params, info=info,
                             gains=merged.gains)
+
+
+def _kcenter_from(X: np.ndarray, budget: int, initial: np.ndarray, work_dtype, progress,
+                  params: dict) -> MethodOutput:
+    """k-Center continued from the centres ``initial`` (already selected): ``budget`` more."""
+    s = len(initial)
+    with progress_bar(total=budget, desc="k-center", enabled=progress) as bar:
+        picks, radii, stats = _kcenter_rows(X, s + budget, int(initial[0]), work_dtype, bar,
+                                            initial=initial)
+    info = {"n_initial": s, "covering_radius": float(radii[-1]), **stats}
+    return MethodOutput(indices=picks[s:], params={**params, "initial": initial.tolist()},
+                        info=info, gains=radii[s:])
 
 
 def _deepcore_draw(random_state: np.random.Generator):
