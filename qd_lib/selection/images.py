@@ -77,8 +77,8 @@ _MOS_OPTIONS = {"balance": "balances the picks over MOS bins"}
 
 
 @dataclass
-class ImageSelection:
-    """What :func:`select_images` found, chose and wrote.
+class Candidates:
+    """The images of a folder ready for selection: readable rows, rated rows, features.
 
     Attributes
     ----------
@@ -88,22 +88,16 @@ class ImageSelection:
         Manifest rows of the readable candidates; feature row ``i < len(rows)`` is
         ``rows[i]``.
     extra : LoadedDataset or None
-        Rated images outside the folder (rows after the candidates, never picked).
+        Rated images outside the folder (feature rows after the candidates, never picked).
     extra_rows : ndarray of int
         Manifest rows of ``extra`` that were readable, in feature order.
     rated : ndarray of int
         Feature rows of the rated images (candidates and extras), in the order given.
-    selection : Selection
-        The method's result; ``indices`` are feature rows of candidates.
-    picks : pandas.DataFrame
-        ``rank`` (1 = first pick), ``path`` (absolute), ``gain`` (where the method has one),
-        ``image_id`` (path relative to the folder).
     unreadable : list of (str, str)
-        Images left out (candidates and rated extras): path relative to their root and
-        reason.
+        Images left out (candidates and rated extras): path (relative to the folder for
+        candidates) and reason.
     features : dict of str to ndarray
-        The arrays the method read (plus ``embedding``, the map's input, when figures are
-        made), candidates first, then extras.
+        One array per role asked for, candidates first, then extras.
     feature_record : dict
         What the features were (set, encoders, cache files).
     extraction : dict of str to str
@@ -112,8 +106,6 @@ class ImageSelection:
         Images encoded by this call (0 when every embedding came from the cache).
     seconds : dict of str to float
         Time per step.
-    files : dict of str to Path
-        What :func:`write_outputs` wrote (``picks``, ``record``, ``contact``, ``map``).
     """
 
     dataset: LoadedDataset
@@ -121,20 +113,27 @@ class ImageSelection:
     extra: LoadedDataset | None
     extra_rows: np.ndarray
     rated: np.ndarray
-    selection: Selection
-    picks: pd.DataFrame
     unreadable: list[tuple[str, str]]
     features: dict
     feature_record: dict
     extraction: dict
     n_encoded: int
     seconds: dict = field(default_factory=dict)
-    files: dict = field(default_factory=dict)
 
     @property
     def n_candidates(self) -> int:
         """Readable images of the folder (the rated ones among them included)."""
         return len(self.rows)
+
+    @property
+    def n_free(self) -> int:
+        """Readable images of the folder not rated yet (what can still be picked)."""
+        return self.n_candidates - int((self.rated < self.n_candidates).sum())
+
+    @property
+    def extra_positions(self) -> np.ndarray:
+        """Feature rows of the rated images from outside the folder."""
+        return self.n_candidates + np.arange(len(self.extra_rows), dtype=np.int64)
 
     def paths(self, feature_rows) -> list[Path]:
         """Absolute paths of feature rows (candidates or extras)."""
@@ -146,6 +145,59 @@ class ImageSelection:
                 ds, row = self.extra, self.extra_rows[i - len(self.rows)]
             out.append(Path(ds.root) / str(ds.manifest.table["relpath"].iat[int(row)]))
         return out
+
+    def image_ids(self, feature_rows) -> list[str]:
+        """Image ids (paths relative to the folder) of candidate feature rows."""
+        relpaths = self.dataset.manifest.table["relpath"].to_numpy()
+        return [str(relpaths[self.rows[int(i)]]) for i in np.asarray(feature_rows)]
+
+    def select(self, method: str, budget: int, *, seed: int = 0, options: dict | None = None,
+               show_progress: bool | None = None) -> Selection:
+        """Run ``method`` for ``budget`` new picks, conditioned on the rated rows.
+
+        The features must hold the method's input roles. ``indices`` of the result are
+        feature rows of candidates, never rated ones.
+        """
+        spec = check_label_free_method(method, options, rated=len(self.rated) > 0)
+        missing = [r for r in spec.inputs if r not in self.features]
+        if missing:
+            raise ValueError(f"Method {method!r} reads {list(spec.inputs)}; these candidates "
+                             f"were loaded without {missing}.")
+        opts = dict(options or {})
+        if INITIAL_OPTION in opts or "initial_everywhere" in opts:
+            raise ValueError("Give rated images with the 'rated' parameter, not as 'initial' "
+                             "options (rows are assigned here).")
+        if budget > self.n_free:
+            raise ValueError(f"The budget {budget} is more than the {self.n_free} readable "
+                             f"images not rated yet (of {self.n_candidates}).")
+        if len(self.rated):
+            opts[INITIAL_OPTION] = self.rated
+            if "initial_everywhere" in spec.options and len(self.extra_rows):
+                opts["initial_everywhere"] = self.extra_positions
+        if show_progress is not None and "progress" in spec.options:
+            opts.setdefault("progress", bool(show_progress))
+        return select(method, {k: self.features[k] for k in spec.inputs}, budget, seed=seed,
+                      **opts)
+
+
+@dataclass
+class ImageSelection(Candidates):
+    """What :func:`select_images` found, chose and wrote: the :class:`Candidates` plus
+
+    Attributes
+    ----------
+    selection : Selection
+        The method's result; ``indices`` are feature rows of candidates.
+    picks : pandas.DataFrame
+        ``rank`` (1 = first pick), ``path`` (absolute), ``gain`` (where the method has one),
+        ``image_id`` (path relative to the folder).
+    files : dict of str to Path
+        What :func:`write_outputs` wrote (``picks``, ``record``, ``contact``, ``map``).
+    """
+
+    selection: Selection | None = None
+    picks: pd.DataFrame | None = None
+    files: dict = field(default_factory=dict)
 
 
 # -- checks --------------------------------------------------------------------------------------
@@ -324,6 +376,85 @@ def _report_unreadable(dataset: LoadedDataset, reasons: dict[int, str],
 
 
 # -- the job ----------------------------------------------------------------------------------
+def load_candidates(images, *, roles=("content", "quality", "embedding"),
+                    feature_set=DEFAULT_FEATURE_SET, seed: int = 0, rated=None,
+                    show_progress: bool | None = None,
+                    extract_options: dict | None = None) -> Candidates:
+    """Open a folder of images, encode it (cached), resolve the rated images, build features.
+
+    Steps 1-3 of the module docstring; :meth:`Candidates.select` does step 4.
+
+    Parameters
+    ----------
+    images : str, path, sequence of paths or LoadedDataset
+        What :func:`qd_lib.data.folder.list_images` accepts, or a label-free dataset already
+        opened.
+    roles : sequence of str, default=("content", "quality", "embedding")
+        Input roles to build (every label-free method reads some of these).
+    feature_set, seed, rated, show_progress, extract_options
+        As for :func:`select_images`.
+
+    Returns
+    -------
+    Candidates
+    """
+    seconds: dict[str, float] = {}
+    fs = check_feature_spec(feature_set, roles)
+    encoders = list(dict.fromkeys(split_output(n)[0] for n in _roles_outputs(fs, roles)))
+    extract_options = dict(extract_options or {})
+
+    t = time.perf_counter()
+    dataset = images if isinstance(images, LoadedDataset) else open_images(images)
+    if dataset.labelled:
+        raise ValueError(f"{dataset.name} is a labelled dataset; choosing images to rate works "
+                         "on label-free ones (a folder or a list of images).")
+    in_rows, outside = resolve_rated(rated, dataset)
+    seconds["listing"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    extraction: dict[str, str] = {}
+    rows, reasons, encoded = _encode(dataset, encoders, extraction, show_progress,
+                                     extract_options)
+    unreadable = _report_unreadable(dataset, reasons, "image(s)")
+    if len(rows) == 0:
+        raise ValueError(f"None of the {len(dataset.manifest)} images of "
+                         f"{display_path(dataset.path)} could be read.")
+    extra, extra_rows = None, np.zeros(0, dtype=np.int64)
+    if outside:
+        extra = open_images(outside, name=f"rated-{open_images_hash(outside)}")
+        extra_rows, extra_reasons, more = _encode(extra, encoders, extraction, show_progress,
+                                                  extract_options)
+        encoded += more
+        unreadable += [(str(extra.root / p), r) for p, r in
+                       _report_unreadable(extra, extra_reasons, "rated image(s) outside the "
+                                          "folder")]
+    seconds["extraction"] = time.perf_counter() - t
+
+    # feature rows: the readable candidates, then the readable rated images from elsewhere
+    position = {int(r): i for i, r in enumerate(rows)}
+    dropped = [int(r) for r in in_rows if int(r) not in position]
+    if dropped:
+        logger.warning("%d rated image(s) are unreadable and cannot condition the picks: %s",
+                       len(dropped), ", ".join(str(dataset.manifest.table["relpath"].iat[r])
+                                               for r in dropped[:5]))
+    rated_rows = [position[int(r)] for r in in_rows if int(r) in position]
+    rated_rows += (len(rows) + np.arange(len(extra_rows))).tolist()
+
+    t = time.perf_counter()
+    parts = [(dataset, rows)] + ([(extra, extra_rows)] if len(extra_rows) else [])
+    provenance: dict = {}
+    # the caches were verified by the extraction above: read them without hashing again
+    features = stacked_feature_inputs(roles, parts, feature_set=fs, seed=int(seed),
+                                      provenance=provenance, on_error="skip",
+                                      verify_cache=False, show_progress=False,
+                                      **extract_options)
+    seconds["features"] = time.perf_counter() - t
+    return Candidates(dataset=dataset, rows=rows, extra=extra, extra_rows=extra_rows,
+                      rated=np.asarray(rated_rows, dtype=np.int64), unreadable=unreadable,
+                      features=features, feature_record=describe_features(fs, roles, provenance),
+                      extraction=extraction, n_encoded=encoded, seconds=seconds)
+
+
 def select_images(images, *, budget: int | None = None, fraction: float | None = None,
                   method: str = DEFAULT_METHOD, feature_set=DEFAULT_FEATURE_SET, seed: int = 0,
                   rated=None, out=None, figures: bool = True, options: dict | None = None,
@@ -337,7 +468,7 @@ def select_images(images, *, budget: int | None = None, fraction: float | None =
     images : str, path or sequence of paths
         A folder (searched recursively for JPEG, PNG, BMP, TIFF and WebP files), a CSV/text
         file listing image paths, or a sequence of paths
-        (:func:`qd_lib.data.folder.list_images`).
+        (:func:`qd_lib.data.folder.list_images`); or a label-free dataset already opened.
     budget : int, optional
         Number of new images to pick (at least 1). Exactly one of ``budget`` and ``fraction``.
     fraction : float, optional
@@ -380,7 +511,6 @@ def select_images(images, *, budget: int | None = None, fraction: float | None =
         If the folder or list does not exist.
     """
     started = time.perf_counter()
-    seconds: dict[str, float] = {}
     if (budget is None) == (fraction is None):
         raise ValueError("Pass exactly one of 'budget' (a number of images) and 'fraction'. "
                          f"Got budget={budget!r}, fraction={fraction!r}.")
@@ -394,96 +524,34 @@ def select_images(images, *, budget: int | None = None, fraction: float | None =
     if INITIAL_OPTION in options or "initial_everywhere" in options:
         raise ValueError("Give rated images with the 'rated' parameter, not as 'initial' "
                          "options (rows are assigned here).")
-    entries = _rated_entries(rated)
-    spec = check_label_free_method(method, options, rated=bool(entries))
-    fs = check_feature_spec(feature_set, spec.inputs)
+    spec = check_label_free_method(method, options, rated=bool(_rated_entries(rated)))
     roles = tuple(spec.inputs) + (("embedding",) if figures and out is not None
                                   and "embedding" not in spec.inputs else ())
-    encoders = list(dict.fromkeys(split_output(n)[0] for n in _roles_outputs(fs, roles)))
-    extract_options = dict(extract_options or {})
-
-    t = time.perf_counter()
-    dataset = open_images(images)
-    in_rows, outside = resolve_rated(rated, dataset)
-    seconds["listing"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    extraction: dict[str, str] = {}
-    rows, reasons, encoded = _encode(dataset, encoders, extraction, show_progress,
-                                     extract_options)
-    unreadable = _report_unreadable(dataset, reasons, "image(s)")
-    if len(rows) == 0:
-        raise ValueError(f"None of the {len(dataset.manifest)} images of "
-                         f"{display_path(dataset.path)} could be read.")
-    extra, extra_rows = None, np.zeros(0, dtype=np.int64)
-    if outside:
-        extra = open_images(outside, name=f"rated-{open_images_hash(outside)}")
-        extra_rows, extra_reasons, more = _encode(extra, encoders, extraction, show_progress,
-                                                  extract_options)
-        encoded += more
-        unreadable += [(str(extra.root / p), r) for p, r in
-                       _report_unreadable(extra, extra_reasons, "rated image(s) outside the "
-                                          "folder")]
-    seconds["extraction"] = time.perf_counter() - t
-
-    # feature rows: the readable candidates, then the readable rated images from elsewhere
-    position = {int(r): i for i, r in enumerate(rows)}
-    dropped = [int(r) for r in in_rows if int(r) not in position]
-    if dropped:
-        logger.warning("%d rated image(s) are unreadable and cannot condition the picks: %s",
-                       len(dropped), ", ".join(str(dataset.manifest.table["relpath"].iat[r])
-                                               for r in dropped[:5]))
-    rated_rows = [position[int(r)] for r in in_rows if int(r) in position]
-    extra_position = len(rows) + np.arange(len(extra_rows), dtype=np.int64)
-    initial = np.asarray(rated_rows + extra_position.tolist(), dtype=np.int64)
-
-    n = len(rows)
-    size = int(budget) if budget is not None else coreset_size(n, fraction)
+    found = load_candidates(images, roles=roles, feature_set=feature_set, seed=int(seed),
+                            rated=rated, show_progress=show_progress,
+                            extract_options=extract_options)
+    seconds = found.seconds
+    n = found.n_candidates
     if fraction is not None:
+        size = coreset_size(n, fraction)
         logger.info("budget=%d (floor of %g x %d readable images)", size, fraction, n)
-    if size == 0:
-        raise ValueError(f"The fraction {fraction:g} of {n} images is no image (the floor is "
-                         "0); give a larger fraction or a budget.")
-    free = n - len(rated_rows)
-    if size > free:
-        raise ValueError(f"The budget {size} is more than the {free} readable images not rated "
-                         f"yet (of {n}).")
+    else:
+        size = int(budget)
 
     t = time.perf_counter()
-    parts = [(dataset, rows)] + ([(extra, extra_rows)] if len(extra_rows) else [])
-    provenance: dict = {}
-    features = stacked_feature_inputs(roles, parts, feature_set=fs, seed=int(seed),
-                                      provenance=provenance, on_error="skip",
-                                      verify_cache=False, show_progress=False,
-                                      **extract_options)
-    seconds["features"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    opts = dict(options)
-    if len(initial):
-        opts[INITIAL_OPTION] = initial
-        if "initial_everywhere" in spec.options and len(extra_position):
-            opts["initial_everywhere"] = extra_position
-    if show_progress is not None and "progress" in spec.options:
-        opts.setdefault("progress", bool(show_progress))
-    method_features = {k: features[k] for k in spec.inputs}
-    selection = select(method, method_features, size, seed=int(seed), **opts)
+    selection = found.select(method, size, seed=int(seed), options=options,
+                             show_progress=show_progress)
     seconds["selection"] = time.perf_counter() - t
     logger.info("%s picked %d of %d images (%d rated before) in %.2f s", method, size, n,
-                len(initial), seconds["selection"])
+                len(found.rated), seconds["selection"])
 
-    relpaths = dataset.manifest.table["relpath"].to_numpy()
-    picked = rows[selection.indices]
     picks = pd.DataFrame({"rank": np.arange(1, size + 1),
-                          "path": [str(Path(dataset.root) / relpaths[r]) for r in picked]})
+                          "path": [str(p) for p in found.paths(selection.indices)]})
     if selection.gains is not None:
         picks["gain"] = selection.gains
-    picks["image_id"] = [str(relpaths[r]) for r in picked]
-    result = ImageSelection(
-        dataset=dataset, rows=rows, extra=extra, extra_rows=extra_rows, rated=initial,
-        selection=selection, picks=picks, unreadable=unreadable, features=features,
-        feature_record=describe_features(fs, roles, provenance), extraction=extraction,
-        n_encoded=encoded, seconds=seconds)
+    picks["image_id"] = found.image_ids(selection.indices)
+    result = ImageSelection(**{f: getattr(found, f) for f in Candidates.__dataclass_fields__},
+                            selection=selection, picks=picks)
     if out is not None:
         t = time.perf_counter()
         write_outputs(result, out, figures=figures, contact_sheet_size=contact_sheet_size,
