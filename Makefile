@@ -70,13 +70,16 @@ notebook-tests: venv
 	rm -rf runs/study-tiny
 	TQDM_DISABLE=1 $(PY) -m papermill --no-progress-bar notebooks/09_study.ipynb \
 		$(NB_OUT)/09_study.ipynb
+	TQDM_DISABLE=1 $(PY) -m qd_lib.data.folder data/sample-photos --n 30
+	TQDM_DISABLE=1 $(PY) -m papermill --no-progress-bar notebooks/13_select_your_images.ipynb \
+		$(NB_OUT)/13_select_your_images.ipynb -p FOLDER data/sample-photos -p BUDGET 6
 	TQDM_DISABLE=1 $(PY) -m pytest -p no:cacheprovider --nbval-lax --nbval-current-env \
 		--nbval-sanitize-with tests/nbval_sanitize.cfg \
 		$(NB_OUT)/00_proxy_benchmark.ipynb $(NB_OUT)/01_dataset_manifests.ipynb \
 		$(NB_OUT)/02_extract_embeddings.ipynb $(NB_OUT)/03_select_coresets_*.ipynb \
 		$(NB_OUT)/04_train_iqa.ipynb $(NB_OUT)/05_tsne_maps.ipynb $(NB_OUT)/06_mos_coverage.ipynb \
 		$(NB_OUT)/07_results_tables.ipynb $(NB_OUT)/08_explorer.ipynb \
-		$(NB_OUT)/09_study.ipynb
+		$(NB_OUT)/09_study.ipynb $(NB_OUT)/13_select_your_images.ipynb
 
 test: lint unit notebook-tests browser-test
 
