@@ -286,7 +286,9 @@ def select(method: str, features, budget, *, mos=None, seed: int | None = 0,
         selection then continues from them: ``budget`` *new* rows, never one of ``initial``
         (``budget ≤ n_samples − len(initial)``; a fraction is of ``n_samples``). For the
         greedy methods, conditioning on the first picks of a run and asking for ``k`` more
-        gives that run's next ``k`` picks. An empty ``initial`` is the same as none.
+        gives that run's next ``k`` picks (Q-Diverse: within a batch, and batch by batch for
+        its picks at a smaller budget; see its docstring). An empty ``initial`` is the same as
+        none.
 
     Returns
     -------
