@@ -1,43 +1,44 @@
 """Choosing images to rate from a folder (``python -m qd_lib select``): first run vs repeat run.
 
-One run of this script, on one machine, at one time:
+One run of this script, on one machine, at one time, measures three things:
 
-1. writes ``--n-images`` JPEG photos (crops of the photos bundled with scikit-image,
-   scikit-learn and matplotlib, ``--size`` pixels, plus one corrupt file) into a temporary
-   folder;
-2. **first run**: ``python -m qd_lib select FOLDER --fraction 0.1 --out picks.csv`` in a child
-   process with an empty runs folder (offline features: MobileNet-V2 + NSS; Q-Diverse at
-   10 %; contact sheet and t-SNE map): wall time, and the steps recorded in ``picks.json``;
-3. **repeat run** with a new budget (``--fraction 0.05``): every embedding and the t-SNE layout
-   come from the cache (checked: ``n_encoded`` must be 0); wall time and steps;
-4. baselines measured in the same run, for the ratios: decoding every image with PIL
-   (``Image.open(...).convert("RGB")``, one process: the floor of any extraction) against the
-   first run's extraction; the start-up of a child that only imports the command's modules
-   against the repeat run;
-5. **selection at 20,000 rows**, in this process, on seeded clustered float32 features of the
-   offline set's widths (1280 content + 81 quality): Q-Diverse at 10 % (2,000 picks), the
-   same continued from 2,000 rated rows (the second round), and k-Center Greedy at 10 % on the
-   standardised concatenation as the baseline (ratio Q-Diverse / k-Center);
-6. the 20,000-image estimate: extraction per image × 20,000 (it is linear: fixed chunks and
-   batches); for the repeat run, the start-up as measured, the selection measured at 20,000
-   in step 5, and everything else (listing, cache checks, feature reads, model loading,
-   figures) scaled by 20,000 / n, an over-estimate since model loading and the contact sheet
-   (the first 100 picks) do not grow. The first run's t-SNE is scaled by n·log n (openTSNE's
-   FFT gradients). All marked as estimated.
+A. **Real photos, end to end** (``--n-images``, default 500 JPEGs of ``--size`` 512x384 cut
+   from the photos bundled with scikit-image, scikit-learn and matplotlib, plus one corrupt
+   file): the first run, ``python -m qd_lib select FOLDER --fraction 0.1 --out picks.csv`` in a
+   child process with an empty runs folder (offline features MobileNet-V2 + NSS, Q-Diverse at
+   10 %, contact sheet and t-SNE map), then a repeat run with a new budget (``--fraction 0.05``),
+   whose embeddings must all come from the cache (``n_encoded == 0``). The steps come from
+   ``picks.json``. This gives the extraction speed (images per second, real encoders).
+B. **The same two runs at full size** (``--cache-rows``, default 20,000) on a folder of small
+   distinct images whose embedding cache is filled first with stand-in vectors (a fixed random
+   projection of a 4x4 thumbnail, written by the real cache code under the real encoders'
+   names, weights hashes and options), so that everything but the encoders' forward passes runs
+   for real at 20,000: listing, cache checks, feature reads and standardisation, Q-Diverse, the
+   t-SNE layout (first run) and its cache hit (repeat run), the contact sheet and the map. The
+   repeat run here *is* the 20,000-image repeat run; the first run lacks only the extraction,
+   which is A's measured time per image × 20,000 (linear: fixed chunks and batches).
+C. **Selection alone at 20,000 rows**, in this process, on seeded clustered float32 features of
+   the offline widths (1280 + 81): Q-Diverse at 10 % (2,000 picks), the same continued from
+   2,000 rated rows (a second round), and k-Center Greedy at 10 % on the standardised
+   concatenation as the baseline.
 
-``--n-images 20000`` measures the full size for real instead of estimating it (about
-20-40 minutes of extraction on 2 cores).
+Baselines measured in the same run, for the ratios: decoding every image of A with PIL (the
+floor of any extraction) against A's extraction; the start-up of a child that only imports the
+command's modules against the repeat runs; k-Center against Q-Diverse (C).
+
+``--n-images 20000`` measures A at full size as well (hours of extraction on a busy 2-core
+machine; about 20-40 minutes on an idle one).
 
 Usage::
 
-    python benchmarks/select_folder.py                    # 2,000 images (a few minutes)
-    python benchmarks/select_folder.py --n-images 20000   # the full measurement
+    python benchmarks/select_folder.py                     # A at 500 images, B and C at 20,000
+    python benchmarks/select_folder.py --n-images 2000 --cache-rows 5000
 """
 from __future__ import annotations
 
 import argparse
+import io
 import json
-import math
 import os
 import subprocess
 import sys
@@ -87,11 +88,11 @@ def _startup(runs: Path) -> float:
     return time.perf_counter() - start
 
 
-def _decode_all(folder: Path) -> float:
+def _decode_all(paths) -> float:
     from PIL import Image
 
     start = time.perf_counter()
-    for path in sorted(folder.rglob("*.jpg")):
+    for path in paths:
         try:
             with Image.open(path) as img:
                 img.convert("RGB")
@@ -100,114 +101,173 @@ def _decode_all(folder: Path) -> float:
     return time.perf_counter() - start
 
 
+def _steps(first: dict, repeat: dict, first_wall: float, repeat_wall: float) -> None:
+    fs, rs = first["seconds"], repeat["seconds"]
+    print("  step (s)          first run   repeat run (new budget, cache hit)")
+    for key in ("listing", "extraction", "features", "selection", "contact", "tsne", "map",
+                "writing", "total"):
+        print(f"    {key:14s} {fs.get(key, 0):10.2f} {rs.get(key, 0):12.2f}")
+    print(f"    {'wall (process)':14s} {first_wall:10.2f} {repeat_wall:12.2f}")
+    assert repeat["n_encoded"] == 0, "the repeat run encoded images: no cache hit"
+
+
+# -- A: real photos ----------------------------------------------------------------------------
+def part_a(work: Path, n_images: int, size: tuple[int, int], startup: float) -> float:
+    from qd_lib.data.folder import list_images, write_sample_folder
+
+    folder, runs = work / "photos", work / "runs-a"
+    start = time.perf_counter()
+    write_sample_folder(folder, n_images, seed=0, size=size, formats=("jpg",))
+    print(f"\nA. {n_images} JPEG photos of {size[0]}x{size[1]} (written in "
+          f"{time.perf_counter() - start:.1f} s), end to end")
+    decode = _decode_all(list_images(folder).paths)
+    first_wall, first = _run_select(folder, work / "a_picks.csv", 0.1, runs)
+    repeat_wall, repeat = _run_select(folder, work / "a_next.csv", 0.05, runs)
+    _steps(first, repeat, first_wall, repeat_wall)
+    n, extraction = first["n_readable"], first["seconds"]["extraction"]
+    print(f"  extraction {extraction:.1f} s for {n} images = {n / extraction:.2f} images/s "
+          f"(MobileNet-V2 + NSS), {extraction / first_wall:.0%} of the first run's wall time")
+    print(f"  baseline: PIL decode of every image {decode:.2f} s; extraction / decode = "
+          f"{extraction / decode:.0f}")
+    print(f"  repeat run {repeat_wall:.2f} s; baseline start-up (imports only) {startup:.2f} s; "
+          f"repeat / start-up = {repeat_wall / startup:.2f}")
+    return extraction / n
+
+
+# -- B: full size, stand-in embeddings ---------------------------------------------------------
+class _Thumb:
+    """Stand-in preprocessing: a 4x4 RGB thumbnail (picklable, no model)."""
+
+    min_side = 1
+
+    def __call__(self, image):
+        import torch
+
+        small = np.asarray(image.convert("RGB").resize((4, 4)), dtype=np.uint8).reshape(-1)
+        return {"inputs": {"thumb": torch.from_numpy(small.copy())}, "note": None}
+
+
+def _stand_in(name: str):
+    """The real encoder (name, options, weights hashes: the cache key), with its transform and
+    forward pass replaced by a fixed random projection of a 4x4 thumbnail."""
+    import torch
+
+    from qd_lib.encoders import load_encoder
+
+    encoder = load_encoder(name, device="cpu")
+    rng = np.random.default_rng(len(name))
+    proj = {k: torch.from_numpy(rng.normal(size=(48, d)).astype(np.float32))
+            for k, d in encoder.outputs.items()}
+    encoder.transform = lambda: _Thumb()
+    encoder._encode = lambda inputs: {k: (inputs["thumb"].float() / 255.0) @ p
+                                      for k, p in proj.items()}
+    return encoder
+
+
+def _small_images(folder: Path, n: int) -> None:
+    """``n`` distinct 48x48 JPEGs in 40 colour clusters (plain writes: this is a scratch
+    folder)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    colours = rng.integers(0, 256, size=(40, 3))
+    for i in range(n):
+        sub = folder / f"d{i // 1000:02d}"
+        sub.mkdir(parents=True, exist_ok=True)
+        pixels = np.clip(colours[i % 40] + rng.normal(0, 30, size=(48, 48, 3)), 0, 255)
+        buf = io.BytesIO()
+        Image.fromarray(pixels.astype(np.uint8)).save(buf, format="JPEG", quality=85)
+        (sub / f"img_{i:05d}.jpg").write_bytes(buf.getvalue())
+
+
+def part_b(work: Path, rows: int, startup: float, per_image: float) -> tuple[float, float]:
+    from qd_lib.data.folder import open_images
+    from qd_lib.encoders import extract
+
+    folder, runs = work / "small", work / "runs-b"
+    start = time.perf_counter()
+    _small_images(folder, rows)
+    os.environ["QD_RUNS_DIR"] = str(runs)
+    dataset = open_images(folder)
+    for name in ("mobilenet_v2", "nss"):
+        extract(dataset, _stand_in(name), on_error="skip", num_workers=0, show_progress=False)
+    print(f"\nB. {rows} images with stand-in embeddings in the real cache (folder and cache "
+          f"made in {time.perf_counter() - start:.1f} s), end to end")
+    first_wall, first = _run_select(folder, work / "b_picks.csv", 0.1, runs)
+    repeat_wall, repeat = _run_select(folder, work / "b_next.csv", 0.05, runs)
+    _steps(first, repeat, first_wall, repeat_wall)
+    print(f"  repeat run {repeat_wall:.2f} s; repeat / start-up = {repeat_wall / startup:.2f}")
+    return first_wall + per_image * rows, repeat_wall
+
+
+# -- C: selection alone ------------------------------------------------------------------------
 def _clustered(n: int, d: int, rng, centres: int = 50) -> np.ndarray:
     means = rng.normal(size=(centres, d)).astype(np.float32) * 3.0
     labels = rng.integers(centres, size=n)
     return means[labels] + rng.normal(size=(n, d)).astype(np.float32)
 
 
-def _selection_at(n: int) -> dict:
+def part_c(rows: int) -> float:
     from qd_lib.features import standardize_blocks
     from qd_lib.selection import select
 
     rng = np.random.default_rng(0)
-    content, quality = _clustered(n, 1280, rng), _clustered(n, 81, rng)
-    budget = n // 10
-    out = {}
+    content, quality = _clustered(rows, 1280, rng), _clustered(rows, 81, rng)
+    budget = rows // 10
+    features = {"content": content, "quality": quality}
     start = time.perf_counter()
-    first = select("qdiverse", {"content": content, "quality": quality}, budget, seed=0,
-                   progress=False)
-    out["qdiverse"] = time.perf_counter() - start
+    first = select("qdiverse", features, budget, seed=0, progress=False)
+    qd = time.perf_counter() - start
     start = time.perf_counter()
-    nxt = select("qdiverse", {"content": content, "quality": quality}, budget, seed=0,
-                 progress=False, initial=first.indices)
-    out["qdiverse_next"] = time.perf_counter() - start
+    nxt = select("qdiverse", features, budget, seed=0, progress=False, initial=first.indices)
+    qd_next = time.perf_counter() - start
     assert not set(nxt.indices.tolist()) & set(first.indices.tolist())
     embedding = standardize_blocks([content, quality])
     start = time.perf_counter()
     select("kcenter", embedding, budget, seed=0, progress=False)
-    out["kcenter"] = time.perf_counter() - start
-    return out
+    kc = time.perf_counter() - start
+    print(f"\nC. selection alone at {rows} rows (clustered 1280 + 81 dims, 10 % = {budget}, "
+          "this process):")
+    print(f"  qdiverse {qd:.2f} s; the next {budget} given {budget} rated {qd_next:.2f} s; "
+          f"baseline kcenter {kc:.2f} s (qdiverse / kcenter = {qd / kc:.2f})")
+    return qd
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--n-images", type=int, default=2000,
-                        help="images in the folder (default 2000; 20000 for the full run)")
-    parser.add_argument("--size", default="512x384", help="image size, WIDTHxHEIGHT")
-    parser.add_argument("--selection-rows", type=int, default=TARGET_N,
-                        help="rows of the in-process selection measurement (default 20000)")
+    parser.add_argument("--n-images", type=int, default=500,
+                        help="real photos for part A (default 500; 20000 for the full run)")
+    parser.add_argument("--size", default="512x384", help="photo size for A, WIDTHxHEIGHT")
+    parser.add_argument("--cache-rows", type=int, default=TARGET_N,
+                        help="images of parts B and C (default 20000)")
     parser.add_argument("--keep", default=None,
                         help="work in this folder (kept) instead of a temporary one")
     args = parser.parse_args()
-    width, height = (int(v) for v in args.size.lower().split("x"))
+    size = tuple(int(v) for v in args.size.lower().split("x"))
     sys.path.insert(0, str(ROOT))
     import torch
 
-    from qd_lib.data.folder import write_sample_folder
-
-    print(f"{args.n_images} images of {width}x{height}; {os.cpu_count()} cores, torch "
-          f"{torch.get_num_threads()} threads, load average {_load_average()}")
+    print(f"{os.cpu_count()} cores, torch {torch.get_num_threads()} threads, load average "
+          f"{_load_average()}")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(args.keep) if args.keep else Path(tmp)
-        folder, runs = work / "photos", work / "runs"
-        start = time.perf_counter()
-        write_sample_folder(folder, args.n_images, seed=0, size=(width, height))
-        print(f"folder written in {time.perf_counter() - start:.1f} s")
-        decode = _decode_all(folder)
-        startup = _startup(runs)
+        work.mkdir(parents=True, exist_ok=True)
+        startup = _startup(work / "runs-a")
+        per_image = part_a(work, args.n_images, size, startup)
+        first_est, repeat_b = part_b(work, args.cache_rows, startup, per_image)
+        selection = part_c(args.cache_rows)
 
-        first_wall, first = _run_select(folder, work / "picks.csv", 0.1, runs)
-        repeat_wall, repeat = _run_select(folder, work / "next.csv", 0.05, runs)
-        assert repeat["n_encoded"] == 0, "the repeat run encoded images: no cache hit"
-        n = first["n_readable"]
-        fs, rs = first["seconds"], repeat["seconds"]
-
-        print("\nstep (s)            first run   repeat run (new budget, cache hit)")
-        for key in ("listing", "extraction", "features", "selection", "writing", "total"):
-            print(f"  {key:16s} {fs.get(key, 0):10.2f} {rs.get(key, 0):12.2f}")
-        print(f"  {'wall (process)':16s} {first_wall:10.2f} {repeat_wall:12.2f}")
-        per_image = fs["extraction"] / n
-        print(f"\nfirst run: {n} readable images, {first['budget']} picks; extraction "
-              f"{fs['extraction']:.1f} s = {n / fs['extraction']:.1f} images/s, "
-              f"{fs['extraction'] / first_wall:.0%} of the wall time")
-        print(f"  baseline: PIL decode of every image {decode:.1f} s "
-              f"({n / decode:.0f} images/s); extraction / decode = "
-              f"{fs['extraction'] / decode:.1f}")
-        print(f"repeat run: {repeat_wall:.2f} s wall, {repeat['n_encoded']} images encoded")
-        print(f"  baseline: start-up (imports only) {startup:.2f} s; repeat / start-up = "
-              f"{repeat_wall / startup:.1f}")
-
-        rows = args.selection_rows
-        print(f"\nselection at {rows} rows (synthetic 1280 + 81 dims, 10 %, this process):")
-        sel = _selection_at(rows)
-        print(f"  qdiverse {sel['qdiverse']:.2f} s; next {rows // 10} given {rows // 10} rated "
-              f"{sel['qdiverse_next']:.2f} s; baseline kcenter {sel['kcenter']:.2f} s "
-              f"(qdiverse / kcenter = {sel['qdiverse'] / sel['kcenter']:.1f})")
-
-        scale = TARGET_N / n
-        measured = "measured" if n >= TARGET_N else "estimated"
-        sel_20k = sel["qdiverse"] if rows == TARGET_N else rs["selection"] * scale
-        # everything but the start-up and the selection scaled linearly: an over-estimate,
-        # since model loading and the contact sheet (first 100 picks) do not grow with n
-        repeat_linear = max(repeat_wall - startup - rs["selection"], 0.0)
-        repeat_est = startup + repeat_linear * scale + sel_20k
-        tsne_first = max(fs["writing"] - rs["writing"], 0.0)
-        tsne_est = tsne_first * scale * math.log(TARGET_N) / math.log(n)
-        extraction_est = per_image * TARGET_N
-        first_est = extraction_est + tsne_est + repeat_est
-        if n >= TARGET_N:
-            first_est, repeat_est = first_wall, repeat_wall
-            extraction_est = fs["extraction"]
-        print(f"\n{TARGET_N} images, offline features, Q-Diverse at 10 % ({measured}):")
-        print(f"  first run  ~{first_est / 60:.1f} min, of which extraction "
-              f"~{extraction_est / 60:.1f} min ({extraction_est / first_est:.0%}) and the "
-              f"first t-SNE map ~{tsne_est:.0f} s")
-        print(f"  selection  {sel_20k:.1f} s (target < {TARGET_SELECTION_S:.0f} s: "
-              f"{'PASS' if sel_20k < TARGET_SELECTION_S else 'FAIL'})")
-        print(f"  repeat run ~{repeat_est:.1f} s with a new budget (target < "
-              f"{TARGET_REPEAT_S:.0f} s: {'PASS' if repeat_est < TARGET_REPEAT_S else 'FAIL'})")
-        print(f"load average after: {_load_average()}")
+    rows = args.cache_rows
+    how = "measured" if args.n_images >= rows else "extraction estimated from A"
+    print(f"\n{rows} images, offline features, Q-Diverse at 10 %:")
+    print(f"  first run  ~{first_est / 60:.1f} min ({how}), of which extraction "
+          f"{per_image * rows / 60:.1f} min ({per_image * rows / first_est:.0%})")
+    print(f"  selection  {selection:.2f} s (target < {TARGET_SELECTION_S:.0f} s: "
+          f"{'PASS' if selection < TARGET_SELECTION_S else 'FAIL'})")
+    print(f"  repeat run {repeat_b:.2f} s with a new budget, cache hit (target < "
+          f"{TARGET_REPEAT_S:.0f} s: {'PASS' if repeat_b < TARGET_REPEAT_S else 'FAIL'}; "
+          f"{startup:.2f} s of it is the start-up)")
+    print(f"load average after: {_load_average()}")
 
 
 if __name__ == "__main__":

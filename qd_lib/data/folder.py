@@ -52,7 +52,7 @@ from qd_lib.data.catalog import LoadedDataset
 from qd_lib.data.manifest import DatasetInfo, Manifest
 from qd_lib.paths import display_path
 from qd_lib.utils.io import atomic_write_bytes
-from qd_lib.utils.validation import check_scalar
+from qd_lib.utils.validation import check_option, check_scalar
 
 logger = logging.getLogger(__name__)
 
@@ -283,7 +283,8 @@ def open_images(source, *, name: str | None = None) -> LoadedDataset:
 
 # -- a sample folder ---------------------------------------------------------------------------
 def write_sample_folder(folder, n: int = 30, *, seed: int = 0, corrupt: bool = True,
-                        size: tuple[int, int] = (128, 96)) -> list[Path]:
+                        size: tuple[int, int] = (128, 96),
+                        formats: Sequence[str] = SAMPLE_FORMATS) -> list[Path]:
     """Write ``n`` small images cut from the bundled photos into ``folder``, plus one corrupt file.
 
     Crops of random position and scale of the photos of
@@ -303,6 +304,8 @@ def write_sample_folder(folder, n: int = 30, *, seed: int = 0, corrupt: bool = T
         Also write ``broken.jpg``.
     size : (int, int), default=(128, 96)
         Width and height of each image.
+    formats : sequence of str, default=SAMPLE_FORMATS
+        File formats used in turn (``jpg``, ``png``, ``webp``, ``bmp``, ``tif``).
 
     Returns
     -------
@@ -315,6 +318,8 @@ def write_sample_folder(folder, n: int = 30, *, seed: int = 0, corrupt: bool = T
 
     check_scalar(n, "n", int, min_val=1)
     check_scalar(seed, "seed", int, min_val=0)
+    for fmt in formats:
+        check_option(fmt, "formats", ("jpg", "png", "webp", "bmp", "tif"))
     width, height = (int(v) for v in size)
     folder = Path(folder)
     rng = np.random.default_rng(seed)
@@ -323,7 +328,7 @@ def write_sample_folder(folder, n: int = 30, *, seed: int = 0, corrupt: bool = T
     written = []
     for i in range(n):
         photo = photos[i % len(photos)]
-        fmt = SAMPLE_FORMATS[i % len(SAMPLE_FORMATS)]
+        fmt = formats[i % len(formats)]
         scale = float(rng.uniform(0.25, 0.9))
         u, v = float(rng.uniform()), float(rng.uniform())
         path = folder / ("a" if i % 2 == 0 else "b") / f"{photo.name}_{i:03d}.{fmt}"

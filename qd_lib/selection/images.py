@@ -198,6 +198,7 @@ class ImageSelection(Candidates):
     selection: Selection | None = None
     picks: pd.DataFrame | None = None
     files: dict = field(default_factory=dict)
+    started: float | None = field(default=None, repr=False)  # perf_counter() at the start
 
 
 # -- checks --------------------------------------------------------------------------------------
@@ -551,13 +552,12 @@ def select_images(images, *, budget: int | None = None, fraction: float | None =
         picks["gain"] = selection.gains
     picks["image_id"] = found.image_ids(selection.indices)
     result = ImageSelection(**{f: getattr(found, f) for f in Candidates.__dataclass_fields__},
-                            selection=selection, picks=picks)
-    if out is not None:
-        t = time.perf_counter()
+                            selection=selection, picks=picks, started=started)
+    if out is not None:  # records "writing" and "total" in the JSON record too
         write_outputs(result, out, figures=figures, contact_sheet_size=contact_sheet_size,
                       seed=int(seed))
-        seconds["writing"] = time.perf_counter() - t
-    seconds["total"] = time.perf_counter() - started
+    else:
+        seconds["total"] = time.perf_counter() - started
     return result
 
 
@@ -590,9 +590,11 @@ def write_outputs(result: ImageSelection, out, *, figures: bool = True,
         rated images as blue squares, picks in red. Layouts are cached under
         ``runs_dir()/tsne``. Left out (with a warning) below 4 images.
 
-    Every file is written atomically. Returns the paths by kind (also kept in
-    ``result.files``).
+    Every file is written atomically, the record last. Returns the paths by kind (also kept
+    in ``result.files``). The time taken goes into ``result.seconds`` (``contact``, ``tsne``,
+    ``map``, ``writing``, and ``total`` when ``result.started`` is set) and the record.
     """
+    started = time.perf_counter()
     out = Path(out)
     if out.is_dir():
         raise ValueError(f"The 'out' parameter must be a file name (e.g. picks.csv). Got the "
@@ -602,6 +604,10 @@ def write_outputs(result: ImageSelection, out, *, figures: bool = True,
                                                                   float_format="%.10g"))}
     if figures:
         files.update(_write_figures(result, out.parent, stem, contact_sheet_size, seed))
+    now = time.perf_counter()
+    result.seconds["writing"] = now - started
+    if result.started is not None:
+        result.seconds["total"] = now - result.started
     sel = result.selection
     record = {
         "what": "images chosen for rating (label-free selection)",
@@ -649,6 +655,8 @@ def _write_figures(result: ImageSelection, folder: Path, stem: str, sheet_size: 
     provenance = {"images": display_path(result.dataset.path), "dataset": result.dataset.name,
                   "manifest_hash": result.dataset.manifest.content_hash, "method": sel.method,
                   "budget": sel.budget, "seed": seed}
+    seconds = result.seconds
+    t = time.perf_counter()
     shown = result.picks.head(sheet_size)
     labels = [f"#{r} {Path(p).name}" for r, p in zip(shown["rank"], shown["path"])]
     more = f" (first {len(shown)} of {len(result.picks)})" if len(shown) < len(result.picks) \
@@ -659,12 +667,16 @@ def _write_figures(result: ImageSelection, folder: Path, stem: str, sheet_size: 
         files["contact"] = save_figure(fig, f"{stem}_contact", folder=folder,
                                        provenance={**provenance, "shown": len(shown)},
                                        formats=("png",))["png"]
+        seconds["contact"] = time.perf_counter() - t
         embedding = result.features.get("embedding")
         if embedding is None or len(embedding) < 4:
             logger.warning("no t-SNE map: it needs at least 4 images")
             return files
+        t = time.perf_counter()
         layout = tsne_layout(embedding, seed=seed, cache_dir=runs_dir() / "tsne",
                              name=f"{result.dataset.name}_{result.feature_record['set']}")
+        seconds["tsne"] = time.perf_counter() - t
+        t = time.perf_counter()
         fig = Figure(figsize=(5.2, 4.6))
         FigureCanvasAgg(fig)
         ax = fig.add_subplot()
@@ -679,4 +691,5 @@ def _write_figures(result: ImageSelection, folder: Path, stem: str, sheet_size: 
                                    provenance={**provenance, "n_points": len(layout),
                                                "n_rated": n_rated},
                                    formats=("png",))["png"]
+        seconds["map"] = time.perf_counter() - t
     return files
