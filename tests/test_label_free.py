@@ -46,9 +46,12 @@ def first(folder, tmp_path_factory):
     """The first run: Q-Diverse, 6 picks, with figures."""
     import torch
 
+    previous = torch.get_num_threads()
     torch.set_num_threads(1)
-    out = tmp_path_factory.mktemp("out") / "picks.csv"
-    return select_images(folder, budget=6, out=out)
+    try:
+        return select_images(folder, budget=6, out=tmp_path_factory.mktemp("out") / "picks.csv")
+    finally:
+        torch.set_num_threads(previous)
 
 
 # -- the data layer ------------------------------------------------------------------------------
@@ -249,6 +252,30 @@ def test_the_command_writes_the_picks_and_reports_bad_input_in_one_line(first, f
         assert main(argv + ["--log-level", "ERROR"]) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith(message) and "\n" not in err
+
+
+def test_the_explorer_hides_the_mos_panels_and_conditions_on_rated_images(first, folder,
+                                                                         tmp_path,
+                                                                         small_manifest):
+    from qd_lib.viz import explore
+
+    rated = first.picks["image_id"].tolist()[:2]
+    ex = explore(str(folder), method="qdiverse", fraction=0.25, rated=rated,
+                 tsne_dir=tmp_path)
+    state = ex.state()
+    assert state["error"] is None, state["error"]
+    assert (state["labelled"], state["n_rated"], state["n_train"]) == (False, 2, N_IMAGES)
+    assert state["n_selected"] == N_IMAGES // 4 and list(state["coverage"]) == [
+        "covering_radius"]
+    assert ex.mos_image.layout.display == "none" and ex.tsne_image.value[:4] == b"\x89PNG"
+    assert "MOS" not in ex.thumbnails_html.value.split("<tbody>")[0]
+    # the next picks given the first two are the first run's picks 3, 4, ... (one batch)
+    assert ex.selected_image_ids()[:4] == first.picks["image_id"].tolist()[2:6]
+    refused = ex.set(method="moderate")["error"]
+    assert refused.startswith("ValueError: Method 'moderate' needs MOS labels")
+    labelled = small_manifest.save(tmp_path / "toy.csv")
+    with pytest.raises(ValueError, match="'rated' parameter applies to label-free"):
+        explore(str(labelled), rated=["I00.png"], tsne_dir=tmp_path)
 
 
 def test_resolve_rated_reads_paths_ids_and_lists(folder, tmp_path):
