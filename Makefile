@@ -5,8 +5,12 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 NB_OUT := runs/notebooks
 SELECTION_METHODS := qdiverse random herding kcenter contextual_diversity moderate pgcs
+# Notebook 11 (CIFAR-10 Table 4 pipeline) in CI: the digits stand-in, every method, one seed,
+# 10 %, one epoch of a width-4 ResNet-18, 64-px MobileNet-V2 inputs; its own table name.
+NB11_TINY := {FRACTIONS: [0.1], SEEDS: [0], EPOCHS: 1, WIDTH: 4, INPUT_SIZE: 64, TABLE_NAME: ci_digits}
 
-.PHONY: venv test unit notebook-tests lint demo study clean-venv browser-deps browser-test
+.PHONY: venv test unit notebook-tests lint demo study pruning complexity clean-venv browser-deps \
+	browser-test gpu-check gpu-check-tiny
 
 venv: $(STAMP)
 
@@ -70,6 +74,12 @@ notebook-tests: venv
 	rm -rf runs/study-tiny
 	TQDM_DISABLE=1 $(PY) -m papermill --no-progress-bar notebooks/09_study.ipynb \
 		$(NB_OUT)/09_study.ipynb
+	TQDM_DISABLE=1 $(PY) -m papermill --no-progress-bar notebooks/10_pruning_calibration.ipynb \
+		$(NB_OUT)/10_pruning_calibration.ipynb
+	TQDM_DISABLE=1 $(PY) -m papermill --no-progress-bar notebooks/12_complexity.ipynb \
+		$(NB_OUT)/12_complexity.ipynb
+	TQDM_DISABLE=1 $(PY) -m papermill --no-progress-bar notebooks/11_cifar10.ipynb \
+		$(NB_OUT)/11_cifar10.ipynb -y "$(NB11_TINY)"
 	TQDM_DISABLE=1 $(PY) -m qd_lib.data.folder data/sample-photos --n 30
 	TQDM_DISABLE=1 $(PY) -m papermill --no-progress-bar notebooks/13_select_your_images.ipynb \
 		$(NB_OUT)/13_select_your_images.ipynb -p FOLDER data/sample-photos -p BUDGET 6
@@ -79,9 +89,26 @@ notebook-tests: venv
 		$(NB_OUT)/02_extract_embeddings.ipynb $(NB_OUT)/03_select_coresets_*.ipynb \
 		$(NB_OUT)/04_train_iqa.ipynb $(NB_OUT)/05_tsne_maps.ipynb $(NB_OUT)/06_mos_coverage.ipynb \
 		$(NB_OUT)/07_results_tables.ipynb $(NB_OUT)/08_explorer.ipynb \
-		$(NB_OUT)/09_study.ipynb $(NB_OUT)/13_select_your_images.ipynb
+		$(NB_OUT)/09_study.ipynb $(NB_OUT)/10_pruning_calibration.ipynb \
+		$(NB_OUT)/11_cifar10.ipynb $(NB_OUT)/12_complexity.ipynb \
+		$(NB_OUT)/13_select_your_images.ipynb
 
-test: lint unit notebook-tests browser-test
+# The device check (benchmarks/gpu_check.py, README "Performance on a GPU"): no downloads, at most
+# 8 minutes, writes runs/gpu/report.json. No venv bootstrap (a GPU machine may have no network):
+# .venv's python when there is one, else python3. GIT_COMMIT names the commit where the copy of
+# the tree has no .git.
+GPU_PY = $(if $(wildcard $(PY)),$(PY),python3)
+GIT_COMMIT ?=
+gpu-check:
+	TQDM_DISABLE=1 $(GPU_PY) benchmarks/gpu_check.py --device auto \
+		$(if $(GIT_COMMIT),--commit $(GIT_COMMIT))
+
+# The same script at toy sizes on the CPU (CI: the script cannot rot).
+gpu-check-tiny: venv
+	TQDM_DISABLE=1 $(PY) benchmarks/gpu_check.py --device cpu --tiny \
+		--out runs/gpu/report-tiny.json
+
+test: lint unit gpu-check-tiny notebook-tests browser-test
 
 # The main job on the default proxy benchmark (PROXY MOS): build it, extract the offline
 # embeddings, select with Q-Diverse and every baseline at 10 %, train the CPU `small` MANIQA on
@@ -122,6 +149,22 @@ study: venv
 	$(PY) -m qd_lib.study diagnostics --jobs $(STUDY_WORKERS)
 	$(PY) -m qd_lib.study ablation --jobs $(STUDY_WORKERS)
 	$(PY) -m qd_lib.study readme
+
+# Coresets as pruning calibration sets (supplement Table 3) on the default proxy benchmark (PROXY
+# MOS): BaseCNN/small trained once per seed, pruned with every method's 10 % calibration set and
+# the uniform reference; finished runs are skipped. Then Table 3 and its figure in
+# figures/pruning/ from the run records alone. Add DEVICE=cuda on a GPU machine.
+PRUNING_SEEDS ?= 0 1 2 3 4
+DEVICE ?= auto
+pruning: venv
+	$(PY) -m qd_lib.data.synthetic --preset default
+	$(PY) -m qd_lib.pruning run --dataset proxy-default --methods all --seeds $(PRUNING_SEEDS) \
+		--device $(DEVICE)
+	$(PY) -m qd_lib.pruning table --dataset proxy-default
+
+# Q-Diverse's stage timings on synthetic features, Eq. 7 fitted by NNLS: figures/complexity/.
+complexity: venv
+	$(PY) -m qd_lib.analysis.complexity --preset default
 
 clean-venv:
 	rm -rf $(VENV)

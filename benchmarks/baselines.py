@@ -36,6 +36,14 @@ progress bars off). ``select()`` runs every method with BLAS and OpenMP on one t
 result depends on the thread count); Herding's picks are those of the float64 greedy (float32
 screening passes, float64 decisions).
 
+``--backend torch --device cpu|cuda|cuda:<i>`` adds, for every method with a torch backend
+(Q-Diverse, k-Center, both Herding variants), the same ``select()`` call with
+``backend="torch"`` on that device, in its own child process after a warm-up selection on the
+device: a ``[torch <device>]`` row with its wall time, ``numpy/torch`` = numpy seconds / torch
+seconds measured in this run, whether the two coresets are the same (same picks in the same
+order), k-Center's ``near_ties`` (see ``qd_lib/selection/_torch_kernels.py``) and, on CUDA,
+the device's peak allocated memory.
+
 ``--naive`` adds the naive reference transcriptions (DeepCore's k-Center and Herding loops with
 their per-step gathers and preallocated ``(B-1) x N`` matrix; Moderate in one float64 block;
 Contextual Diversity with a full per-bin divergence matrix; PGCS's official partitioning with a
@@ -51,12 +59,17 @@ Usage::
     python benchmarks/baselines.py --quick               # N = 2000, 5000
     python benchmarks/baselines.py --sizes 40000 --methods kcenter herding --naive
     python benchmarks/baselines.py --pgcs-tsne-all       # also PGCS's t-SNE at 40k / 100k
+    python benchmarks/baselines.py --sizes 20000 --methods kcenter herding --backend torch \
+        --device cpu                                     # numpy vs CPU torch, same run
+    python benchmarks/baselines.py --sizes 100000 --methods kcenter herding --backend torch \
+        --device cuda                                    # numpy vs the GPU, same run
 
 Timings depend on the machine and on its other load; the ratios are measured in the same run.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -106,6 +119,8 @@ LABELS = {
 }
 NAIVE = ("kcenter", "herding_classic", "herding_deepcore", "moderate", "contextual_diversity",
          "pgcs_3d")
+#: Cases whose method takes ``backend="torch"`` and ``device=``.
+TORCH_CASES = ("qdiverse", "kcenter", "herding_classic", "herding_deepcore")
 
 
 # ------------------------------------------------------------------------------------- data
@@ -156,12 +171,15 @@ def load_inputs(paths: dict[str, str], n: int) -> dict[str, np.ndarray]:
             "emb3d": np.load(paths["emb3d"])[:n]}
 
 
-def select_call(case: str, data: dict, budget: int):
-    """A zero-argument function running ``select()`` for ``case`` on ``data``."""
+def select_call(case: str, data: dict, budget: int, device: str | None = None):
+    """A zero-argument function running ``select()`` for ``case`` on ``data`` (with
+    ``backend="torch"`` on ``device`` when one is given)."""
     from qd_lib.selection import get_method, select
 
     method, options = CASES[case]
     options = dict(options)
+    if device is not None:
+        options.update(backend="torch", device=device)
     if "progress" in get_method(method).options:
         options["progress"] = False
     X = data["X"]
@@ -323,20 +341,34 @@ def run_case(job: dict) -> dict:
             seconds = time.perf_counter() - t0
         return {"seconds": seconds, "rss_peak": proc_status().get("VmHWM")}
 
-    # Warm-up on a small prefix: imports (openTSNE, scipy, ...) and first-call costs.
+    # Warm-up on a small prefix: imports (openTSNE, scipy, ...) and first-call costs (on a
+    # device: the CUDA context and the library handles).
+    device = job.get("device")
     small = {k: v[:min(job["n"], 300)] for k, v in data.items()}
-    select_call(job["case"], small, max(1, len(small["X"]) // 10))()
-    fn = select_call(job["case"], data, budget)
+    select_call(job["case"], small, max(1, len(small["X"]) // 10), device)()
+    fn = select_call(job["case"], data, budget, device)
+    cuda = device is not None and device.startswith("cuda")
+    if cuda:
+        import torch
+
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
     rss_start = proc_status().get("VmRSS")
     reset = _reset_peak_rss()
     with RssSampler(interval=0.005) as anon:
         t0 = time.perf_counter()
         sel = fn()
+        if cuda:
+            torch.cuda.synchronize()
         seconds = time.perf_counter() - t0
     status = proc_status()
     result = {"seconds": seconds, "budget": sel.budget, "rss_start": rss_start,
               "rss_peak": status.get("VmHWM") if reset else None, "anon_peak": anon.anon,
-              "traced_peak": None}
+              "traced_peak": None, "picks": hashlib.sha256(sel.indices.tobytes()).hexdigest(),
+              "near_ties": sel.info.get("near_ties"),
+              "device_peak": torch.cuda.max_memory_allocated() if cuda else None}
+    if device is not None:
+        return result  # no tracemalloc pass: the device's memory is what matters
     if seconds <= job["trace_max_s"]:
         tracemalloc.start()
         try:
@@ -480,6 +512,22 @@ def table_row(case: str, n: int, budget: int, r: dict | None, qd_seconds: float 
     return _fmt(cells, columns)
 
 
+def torch_row(case: str, n: int, device: str, r: dict, ref: dict | None) -> str:
+    """The ``[torch <device>]`` line: seconds, numpy/torch, same coreset, near ties, peak."""
+    label = f"  {LABELS.get(case, case)} [torch {device}]"
+    if "error" in r:
+        return f"{label:<22}{n:>7}  ERROR {r['error']}"
+    parts = [f"{label:<22}{n:>7}  {r['budget']:>6}  {_secs(r['seconds']):>9}"]
+    if ref is not None and "error" not in ref:
+        parts.append(f"numpy/torch {ref['seconds'] / r['seconds']:.2f}")
+        parts.append("same coreset" if ref.get("picks") == r["picks"] else "DIFFERENT coreset")
+    if r.get("near_ties") is not None:
+        parts.append(f"near ties {r['near_ties']}")
+    if r.get("device_peak") is not None:
+        parts.append(f"device peak {_mib(r['device_peak'])} MiB")
+    return "  ".join(parts)
+
+
 def summary(results: dict, cases: list[str], sizes: list[int]) -> None:
     print("\nsummary: seconds (x Q-Diverse) / peak RSS MiB")
     width = 26
@@ -543,6 +591,11 @@ def main(argv=None) -> int:
                     help="make the second, tracemalloc'd call only when the timed one took at "
                          "most this long")
     ap.add_argument("--timeout", type=float, default=3600.0, help="seconds per case")
+    ap.add_argument("--backend", choices=("numpy", "torch"), default="numpy",
+                    help="torch: also time qdiverse, kcenter and herding with backend='torch' "
+                         "on --device, against numpy in the same run")
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:<i> (with --backend "
+                                                    "torch)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child is not None:
@@ -553,6 +606,15 @@ def main(argv=None) -> int:
     if sizes[0] < 300:
         ap.error("--sizes must be at least 300")
     cases = parse_cases(args.methods, ap)
+    if args.backend == "numpy" and args.device != "cpu":
+        ap.error("--device needs --backend torch")
+    if args.backend == "torch":
+        from qd_lib.selection._backend import resolve_backend
+
+        try:
+            args.device = resolve_backend("torch", args.device, "baselines.py")
+        except ValueError as exc:
+            ap.error(str(exc))
 
     for line in machine_facts() + data_facts(args):
         print("# " + line)
@@ -599,6 +661,13 @@ def main(argv=None) -> int:
                 qd = results.get(("qdiverse", n))
                 qd_seconds = qd["seconds"] if qd and "error" not in qd else None
                 print(table_row(case, n, budget, r, qd_seconds, naive, columns), flush=True)
+                if args.backend == "torch" and case in TORCH_CASES:
+                    log(f"N={n}: {case} on torch {args.device} ...")
+                    job = {"case": case, "n": n, "fraction": args.fraction, "paths": paths,
+                           "naive": False, "trace_max_s": 0.0, "device": args.device}
+                    t = spawn_case(job, args.timeout)
+                    results[(case + "@torch", n)] = t
+                    print(torch_row(case, n, args.device, t, r), flush=True)
             print()
     summary(results, cases, sizes)
     print(f"\n# total wall time of the benchmark: {time.perf_counter() - t_start:.0f} s")

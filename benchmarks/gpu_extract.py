@@ -54,7 +54,9 @@ def _sync(device):
         torch.cuda.synchronize(device)
 
 
-def _raw_forward(encoder, manifest, root, batch_size, amp, device) -> float:
+def _raw_forward(encoder, manifest, root, batch_size, amp, device, repeats: int = 1) -> float:
+    """Images per second of ``encoder.encode`` on decoded, collated batches already on the
+    device (``repeats`` passes over the images, after one untimed batch)."""
     from PIL import Image
 
     from qd_lib.encoders.extract import _collate
@@ -73,10 +75,89 @@ def _raw_forward(encoder, manifest, root, batch_size, amp, device) -> float:
         encoder.encode(batches[0], amp=amp)
         _sync(device)
         start = time.perf_counter()
-        for batch in batches:
-            encoder.encode(batch, amp=amp)
+        for _ in range(repeats):
+            for batch in batches:
+                encoder.encode(batch, amp=amp)
         _sync(device)
-    return len(items) / (time.perf_counter() - start)
+    return repeats * len(items) / (time.perf_counter() - start)
+
+
+def _device_label(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} ({device})"
+    from qd_lib.training.throughput import device_name
+
+    return device_name(device)
+
+
+def measure_extraction(manifest, root: Path, device, *, encoders=("resnet50", "arniqa"),
+                       batch_size: int = 128, repeats: int = 1, work_dir: Path,
+                       encoder_options: dict | None = None) -> list[dict]:
+    """Extraction throughput records of ``encoders`` (random-init weights, speed only).
+
+    Parameters
+    ----------
+    manifest : Manifest
+        The images (JPEGs under ``root``).
+    root : Path
+        Image root.
+    device : str or torch.device
+        Where the encoders run.
+    encoders : sequence of str, default=("resnet50", "arniqa")
+    batch_size : int, default=128
+    repeats : int, default=1
+        Passes over the images for the raw-forward figure.
+    work_dir : Path
+        An empty folder for the random checkpoints (``QD_WEIGHTS_DIR`` is pointed there) and
+        the extraction cache.
+    encoder_options : dict, optional
+        Extra options per encoder name (recorded in the figures), e.g. a smaller
+        ``max_short_side`` for ARNIQA in a CPU smoke test.
+
+    Returns
+    -------
+    list of dict
+        Per encoder two records (``measure`` ``extract_full``: decode and resize in DataLoader
+        workers, forward, assembly; ``extract_raw_forward``: ``Encoder.encode`` on decoded
+        tensors already on the device), each with ``img_s``, ``device``, ``weights``, ``amp``,
+        ``channels_last``, ``batch_size``, ``n_images`` and ``dim``.
+    """
+    from qd_lib.encoders import extract, load_encoder
+
+    device = torch.device(device)
+    weights = work_dir / "weights"
+    weights.mkdir(parents=True, exist_ok=True)
+    os.environ["QD_WEIGHTS_DIR"] = str(weights)
+    resnet_path = _random_checkpoints(weights)
+    extra = encoder_options or {}
+    options = {"resnet50": {"checkpoint": resnet_path}, "arniqa": {}}
+    amp = (("bfloat16" if torch.cuda.is_bf16_supported() else "float16")
+           if device.type == "cuda" else None)
+    label = _device_label(device)
+    n = len(manifest.table)
+    records = []
+    for name in encoders:
+        encoder = load_encoder(name, device=device, **options.get(name, {}),
+                               **extra.get(name, {}))
+        raw = _raw_forward(encoder, manifest, root, batch_size, amp, device, repeats)
+        t0 = time.perf_counter()
+        emb = extract(manifest, encoder, root=root, cache_dir=work_dir / f"emb_{name}",
+                      batch_size=batch_size, device=device, show_progress=False)
+        full = n / (time.perf_counter() - t0)
+        common = {"encoder": name, "device": label, "weights": LABEL, "batch_size": batch_size,
+                  "n_images": n, "dim": int(emb.array.shape[1]),
+                  "channels_last": bool(encoder.channels_last),
+                  "amp": amp if encoder.supports_amp else None,
+                  "input_policy": encoder.input_policy, "options": extra.get(name, {})}
+        records.append({**common, "measure": "extract_raw_forward", "img_s": raw,
+                        "repeats": repeats})
+        records.append({**common, "measure": "extract_full", "img_s": full,
+                        "amp": emb.meta.get("amp", common["amp"]),
+                        "workers": emb.meta["n_workers"], "full_over_raw": full / raw})
+        del encoder
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    return records
 
 
 def main() -> None:
@@ -92,30 +173,20 @@ def main() -> None:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        os.environ["QD_WEIGHTS_DIR"] = str(tmp / "weights")
         os.environ["QD_RUNS_DIR"] = str(tmp / "runs")
-        (tmp / "weights").mkdir()
-        resnet_path = _random_checkpoints(tmp / "weights")
         manifest = write_photo_dataset(tmp / "data", args.n_images)
-        name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
         print(f"{LABEL}\n{args.n_images} JPEGs 512x384 written in "
-              f"{time.perf_counter() - started:.1f} s; device {name}; torch {torch.__version__}; "
-              f"batch {args.batch_size}")
-        from qd_lib.encoders import extract, load_encoder
-
-        options = {"resnet50": {"checkpoint": resnet_path}, "arniqa": {}}
-        for enc_name in args.encoders:
-            encoder = load_encoder(enc_name, device=device, **options.get(enc_name, {}))
-            amp = ("bfloat16" if torch.cuda.is_bf16_supported() else "float16") \
-                if device.type == "cuda" else None
-            raw = _raw_forward(encoder, manifest, tmp / "data", args.batch_size, amp, device)
-            t0 = time.perf_counter()
-            emb = extract(manifest, encoder, root=tmp / "data", cache_dir=tmp / "emb",
-                          batch_size=args.batch_size, device=device, show_progress=False)
-            full = args.n_images / (time.perf_counter() - t0)
-            print(f"[{LABEL}] {enc_name:9s} {emb.array.shape[1]}-d: full extraction "
-                  f"{full:8.1f} img/s, raw forward {raw:8.1f} img/s, ratio {full / raw:.2f}, "
-                  f"{emb.meta['n_workers']} loader workers, amp {emb.meta['amp']}")
+              f"{time.perf_counter() - started:.1f} s; device {_device_label(device)}; "
+              f"torch {torch.__version__}; batch {args.batch_size}")
+        records = measure_extraction(manifest, tmp / "data", device, encoders=args.encoders,
+                                     batch_size=args.batch_size, work_dir=tmp / "work")
+        for name in args.encoders:
+            raw, full = (next(r for r in records if r["encoder"] == name and r["measure"] == m)
+                         for m in ("extract_raw_forward", "extract_full"))
+            print(f"[{LABEL}] {name:9s} {full['dim']}-d: full extraction "
+                  f"{full['img_s']:8.1f} img/s, raw forward {raw['img_s']:8.1f} img/s, ratio "
+                  f"{full['full_over_raw']:.2f}, {full['workers']} loader workers, amp "
+                  f"{full['amp']}")
     print(f"total {time.perf_counter() - started:.1f} s")
 
 

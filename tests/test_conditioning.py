@@ -173,6 +173,10 @@ def test_bad_initial_is_refused_with_the_parameter_named(data):
             mos=np.linspace(0, 1, N))
     with pytest.raises(ValueError, match="'initial_everywhere'.*rows of 'initial'"):
         run("qdiverse", data, 5, initial=[1], initial_everywhere=[2])
+    for method in ("kcenter", "herding"):  # the torch kernels do not take initial rows
+        with pytest.raises(ValueError, match=f"'initial' parameter of {method} runs on "
+                                             "backend='numpy' only"):
+            run(method, data, 5, initial=[1], backend="torch", device="cpu")
 
 
 def test_a_method_that_cannot_continue_says_which_can(data):

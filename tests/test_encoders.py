@@ -49,8 +49,10 @@ def random_resnet50_state():
 
 # -- registry ----------------------------------------------------------------------------------
 def test_registry_lists_the_encoders_and_suggests_names():
-    assert available_encoders() == ["arniqa", "liqe", "mobilenet_v2", "nss", "pixels", "resnet50"]
-    with pytest.raises(UnknownNameError, match=r"Did you mean \['mobilenet_v2'\]"):
+    assert available_encoders() == ["arniqa", "liqe", "mobilenet_v2", "mobilenet_v2_stats", "nss",
+                                    "pixels", "resnet50"]
+    with pytest.raises(UnknownNameError,
+                       match=r"Did you mean \['mobilenet_v2', 'mobilenet_v2_stats'\]"):
         load_encoder("mobilenet")
     with pytest.raises(ValueError, match="'input_policy'"):
         load_encoder("arniqa", input_policy="ten_crop")

@@ -63,7 +63,7 @@ def test_feature_sets_and_their_one_default():
     assert resolve_feature_set(None) is FEATURE_SETS["offline"]
     assert resolve_feature_set("paper").quality == "arniqa"
     assert FEATURE_SETS["paper"].probs == "liqe.quality5" and FEATURE_SETS["offline"].probs is None
-    with pytest.raises(UnknownNameError, match=r"Did you mean \['offline'\]"):
+    with pytest.raises(UnknownNameError, match=r"Did you mean \['offline', 'offline-deep'\]"):
         resolve_feature_set("ofline")
 
 

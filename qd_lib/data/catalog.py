@@ -11,7 +11,8 @@ Names resolve in this order:
 1. a path to a manifest CSV (``*.csv``, with its ``.yaml`` sidecar); its default root is the
    CSV's folder;
 2. a proxy benchmark, ``proxy-<preset>`` (``proxy-tiny``, ``proxy-small``, ``proxy-default``,
-   or any ``proxy-*`` folder built under ``QD_DATA_ROOT``); its root is that folder;
+   ``proxy-authentic``, or any ``proxy-*`` folder built under ``QD_DATA_ROOT``); its root is
+   that folder;
 3. a registered dataset or alias (``kadid``, ``KADID-10K``, ``tid2013``, ``koniq-10k``, ...):
    the committed ``data_manifests/<name>.csv``; its default root is ``QD_DATA_ROOT/<folder>``
    (see :func:`qd_lib.data.builders.dataset_root`).
@@ -45,7 +46,7 @@ from qd_lib.utils.validation import check_option
 logger = logging.getLogger(__name__)
 
 PROXY_PREFIX = "proxy-"
-PROXY_PRESETS = ("tiny", "small", "default")
+PROXY_PRESETS = ("tiny", "small", "default", "authentic")  # = qd_lib.data.synthetic.PRESETS
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,9 @@ Columns
     Content group: the reference image for synthetic datasets, the prompt for AGIQA-3K.
 ``ref_relpath`` (str, optional)
     Path of the pristine reference image, for full-reference use.
-``distortion``, ``level`` (str, int, optional)
-    Distortion type and level, where known.
+``distortion``, ``level`` (str, number, optional)
+    Distortion type and level, where known (an integer level on grid datasets, a continuous
+    severity on the authentic proxy preset).
 ``split_<scheme>`` (str, one per split scheme)
     ``train``, ``val`` or ``test``.
 
@@ -271,11 +272,13 @@ class Manifest:
                     raise self._fail(f"{_row_label(table, pos)}: {exc}") from None
             table[col] = values
         if "level" in table.columns:
+            # an integer on the grid datasets (KADID, TID, the grid proxy presets); a continuous
+            # severity on the authentic proxy preset
             lv = table["level"]
-            bad = np.flatnonzero(lv.notna() & ((lv != np.round(lv)) | (lv < 0)))
+            bad = np.flatnonzero(lv.notna() & (lv < 0))
             if len(bad):
                 raise self._fail(f"{_row_label(table, int(bad[0]))}: 'level' must be a "
-                                 f"non-negative integer. Got {lv.iloc[int(bad[0])]!r}.")
+                                 f"non-negative number. Got {lv.iloc[int(bad[0])]!r}.")
         for col in self.split_columns_of(table):
             values = table[col].map(lambda v: None if _is_missing(v) else str(v).strip().lower())
             bad = np.flatnonzero(~values.isin(SPLIT_PARTS))
@@ -379,11 +382,15 @@ class Manifest:
         return pd.DataFrame(counts).reindex(list(SPLIT_PARTS)).fillna(0).astype(int)
 
     def distortion_counts(self) -> pd.DataFrame:
-        """Number of images per distortion type (rows) and level (columns)."""
+        """Number of images per distortion type (rows) and level (columns).
+
+        Continuous levels (the authentic proxy preset's severities) are counted in whole-level
+        bins rounded up: (0, 1] → 1, (1, 2] → 2, ...; integer levels are unchanged.
+        """
         if "distortion" not in self.table.columns or "level" not in self.table.columns:
             raise ValueError(f"Manifest {self.name!r} has no 'distortion'/'level' columns.")
         table = self.table.dropna(subset=["distortion", "level"])
-        counts = pd.crosstab(table["distortion"], table["level"].astype(int))
+        counts = pd.crosstab(table["distortion"], np.ceil(table["level"]).astype(int))
         order = list(dict.fromkeys(table["distortion"]))  # first-appearance order
         return counts.reindex(order)
 

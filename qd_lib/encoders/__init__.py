@@ -6,18 +6,22 @@ outputs, the first being the embedding. Weights are resolved offline (torchvisio
 or ``QD_WEIGHTS_DIR``) and hash-checked; a missing file is an ``OfflineWeightsError``, never a
 random initialisation.
 
-==============  =====================================================  ====================
-name            what                                                   outputs
-==============  =====================================================  ====================
-``resnet50``    torchvision ResNet-50, ImageNet V1 (default) or V2     embedding 2048
-``arniqa``      ARNIQA (ResNet-50 + ARNIQA.pth), full + half scale     embedding 4096
-``liqe``        LIQE (CLIP ViT-B/32 + LIQE checkpoint), 15 patches     embedding 512,
-                                                                       quality5 5, joint495
-``mobilenet_v2``  torchvision MobileNet-V2 IMAGENET1K_V1 (offline)     embedding 1280
-``nss``         weight-free natural-scene statistics (offline)         embedding 81
-``pixels``      downsampled pixel statistics (tests, CI; not learned)  embedding 192,
-                                                                       stats 16
-==============  =====================================================  ====================
+========================  =====================================================  ===============
+name                      what                                                   outputs
+========================  =====================================================  ===============
+``resnet50``              torchvision ResNet-50, ImageNet V1 (default) or V2     embedding 2048
+``arniqa``                ARNIQA (ResNet-50 + ARNIQA.pth), full + half scale     embedding 4096
+``liqe``                  LIQE (CLIP ViT-B/32 + LIQE checkpoint), 15 patches     embedding 512,
+                                                                                 quality5 5,
+                                                                                 joint495
+``mobilenet_v2``          torchvision MobileNet-V2 IMAGENET1K_V1 (offline)       embedding 1280
+``mobilenet_v2_stats``    the same MobileNet-V2 (offline): mean and std of 5     embedding 976
+                          intermediate feature maps, whole image at native
+                          resolution; an offline quality embedding
+``nss``                   weight-free natural-scene statistics (offline)         embedding 81
+``pixels``                downsampled pixel statistics (tests, CI; not learned)  embedding 192,
+                                                                                 stats 16
+========================  =====================================================  ===============
 
 Each encoder module's docstring gives its exact preprocessing.
 
@@ -26,14 +30,15 @@ Datasets are opened in one place, :func:`qd_lib.data.open_dataset` (or
 
 >>> from qd_lib.encoders import available_encoders, load_encoder, extract
 >>> available_encoders()
-['arniqa', 'liqe', 'mobilenet_v2', 'nss', 'pixels', 'resnet50']
+['arniqa', 'liqe', 'mobilenet_v2', 'mobilenet_v2_stats', 'nss', 'pixels', 'resnet50']
 >>> from qd_lib.data import open_dataset
 >>> emb = extract(open_dataset("proxy-tiny"), "nss")     # doctest: +SKIP
 >>> emb.array.shape                                      # doctest: +SKIP
 (160, 81)
 
 Offline defaults: ``mobilenet_v2`` (content) and ``nss`` (quality), see
-:data:`OFFLINE_DEFAULTS`.
+:data:`OFFLINE_DEFAULTS`; ``mobilenet_v2_stats`` is the stronger offline quality embedding of the
+``offline-deep`` feature set.
 """
 from __future__ import annotations
 
@@ -57,6 +62,10 @@ _REGISTRY: dict[str, tuple[str, str, str]] = {
     "mobilenet_v2": ("qd_lib.encoders.mobilenet_v2", "MobileNetV2Encoder",
                      "torchvision MobileNet-V2 IMAGENET1K_V1, pooled features (1280-d); "
                      "offline default content encoder"),
+    "mobilenet_v2_stats": ("qd_lib.encoders.mobilenet_v2_stats", "MobileNetV2StatsEncoder",
+                           "the offline MobileNet-V2: per-channel mean and std of 5 intermediate "
+                           "feature maps (blocks 1, 3, 6, 13, 17), whole image at native "
+                           "resolution (976-d); offline quality embedding"),
     "nss": ("qd_lib.encoders.nss", "NSSEncoder",
             "weight-free natural-scene statistics (BRISQUE/NIQE-style MSCN GGD/AGGD fits at 3 "
             "scales + global cues, 81-d); offline default quality encoder"),

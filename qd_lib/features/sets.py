@@ -10,7 +10,7 @@ A selection method declares the input *roles* it reads (:attr:`MethodSpec.inputs
     Class probabilities (Contextual Diversity).
 
 A :class:`FeatureSet` names the encoder output behind each role, as ``"encoder"`` (its main
-embedding) or ``"encoder.output"`` (``"liqe.quality5"``). Three sets are registered:
+embedding) or ``"encoder.output"`` (``"liqe.quality5"``). Four sets are registered:
 
 ``offline`` (the default everywhere)
     MobileNet-V2 ImageNet (content) and the weight-free NSS embedding (quality), both of whose
@@ -18,6 +18,10 @@ embedding) or ``"encoder.output"`` (``"liqe.quality5"``). Three sets are registe
     weight (a stand-in for LIQE, which also mixes semantics and distortion); ``probs`` are soft
     5-cluster memberships of the NSS embedding (a label-free stand-in for LIQE's quality
     probabilities).
+``offline-deep``
+    An extension of ``offline``: the same MobileNet-V2 content embedding, with
+    ``mobilenet_v2_stats`` (mean and standard deviation of five intermediate MobileNet-V2
+    feature maps, the same offline weights) as the quality embedding instead of NSS.
 ``paper``
     ResNet-50 (content), ARNIQA (quality), LIQE (``embedding``) and LIQE's ``quality5``
     probabilities, as in the supplement (§E.2). Needs the ARNIQA and LIQE checkpoints.
@@ -115,6 +119,13 @@ register_feature_set(FeatureSet(
     "offline", "mobilenet_v2", "nss", ("mobilenet_v2", "nss"), None,
     "offline substitute: MobileNet-V2 + NSS for Q-Diverse; both standardised and concatenated "
     "for the baselines; soft NSS clusters as CD probabilities"))
+# an extension of the offline set: the same content encoder, a stronger offline quality embedding
+register_feature_set(FeatureSet(
+    "offline-deep", content="mobilenet_v2", quality="mobilenet_v2_stats",
+    baseline=("mobilenet_v2", "mobilenet_v2_stats"), probs=None,
+    description="extension of the offline set: MobileNet-V2 (content) + multi-layer MobileNet-V2 "
+                "feature mean/std (quality) for Q-Diverse; both standardised and concatenated for "
+                "the baselines; soft clusters of the quality embedding as CD probabilities"))
 register_feature_set(FeatureSet(
     "paper", "resnet50", "arniqa", ("liqe",), "liqe.quality5",
     "supplement §E: ResNet-50 + ARNIQA for Q-Diverse, LIQE for the baselines"))

@@ -25,6 +25,8 @@ musiq    ``small``     CPU demo: MobileNet-V2 (offline) blocks 0–6 as the patc
 musiq    ``tiny``      tests: patch 8, 8-channel stem, hidden 32, 2 layers, grid 4
 basecnn  ``paper``     DBCNN-PyTorch BaseCNN fine-tuning phase: ResNet-18 IMAGENET1K_V1, GAP,
                        Adam 1e-4, wd 5e-4, batch 24, 30 epochs, steps at 10/20/25
+basecnn  ``small``     CPU pruning experiment: MobileNet-V2 IMAGENET1K_V1 (offline) blocks
+                       0–10, GAP, Linear(64, 1); Adam 3e-4, batch 32, 4 epochs; 128-px crops
 basecnn  ``tiny``      tests: random-init ResNet-18 on 56 px crops
 =======  ============  ========================================================================
 
@@ -494,6 +496,18 @@ _add(ModelConfig(
     description="BaseCNN (DBCNN-PyTorch), fine-tuning phase: ResNet-18 ImageNet, conv1/bn1/"
                 "layer1 frozen, Adam 1e-4, wd 5e-4, batch 24, 30 epochs, steps 10/20/25",
     notes=("the official head-only warm-up (Adam 1e-2, batch 64, 16 epochs) is not run",)))
+_add(ModelConfig(
+    "basecnn", "small", dict(backbone="mobilenet_v2", depth=11, weights="IMAGENET1K_V1"),
+    Recipe(optimizer="adam", lr=3e-4, weight_decay=5e-4, batch_size=32, epochs=4,
+           scheduler="cosine", loss="mse", eval_every=0),
+    InputPolicy(kind="image", resize=None, crop=128, flip_p=0.5, eval_crops="center"),
+    description="CPU BaseCNN for the pruning experiment: MobileNet-V2 IMAGENET1K_V1 (offline) "
+                "blocks 0-10 (64 channels at stride 16), GAP, Linear(64, 1); Adam 3e-4, wd "
+                "5e-4, batch 32, cosine over 4 epochs, MSE; random 128-px crops, test on the "
+                "centre 128-px crop",
+    notes=("not the official ResNet-18 trunk: its ImageNet file is not available offline, and "
+           "a full-depth trunk makes the rate-distortion measurement too slow for two CPU "
+           "cores",)))
 _add(ModelConfig(
     "basecnn", "tiny", dict(weights=None),
     Recipe(optimizer="adam", lr=1e-3, weight_decay=0.0, batch_size=8, epochs=2,

@@ -19,8 +19,9 @@ A sweep file (YAML) lists the grid::
     # models: [musiq/paper, maniqa/paper]
     fractions: [0.1]
     seeds: [0, 1, 2]
-    features: offline               # a feature set (offline, paper, pixels) or a mapping
-                                    # overriding its roles: {set: offline, content: resnet50}
+    features: offline               # a feature set (offline, offline-deep, paper, pixels) or
+                                    # a mapping overriding its roles: {set: offline,
+                                    # content: resnet50}
     methods:
       - qdiverse                    # a name ...
       - name: herding               # ... or a mapping with params and/or features

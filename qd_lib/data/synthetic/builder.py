@@ -10,6 +10,12 @@ dataset uses, with two split schemes:
 ``content``
     70/10/20 over reference images, so no content is shared between train and test.
 
+Two modes share this builder. A :class:`ProxyConfig` (the ``tiny``, ``small`` and ``default``
+presets) makes the KADID-like grid described above; an
+:class:`~qd_lib.data.synthetic.authentic.AuthenticConfig` (the ``authentic`` preset) makes
+compound distortions at continuous severities with an uneven, KonIQ/SPAQ-like MOS histogram
+(see :mod:`qd_lib.data.synthetic.authentic`).
+
 Work is split by reference over worker processes; each finished reference is recorded under
 ``parts/``, so an interrupted build resumes where it stopped. The result depends only on the
 configuration and the seed (identical manifest hash on rebuild, whatever ``n_jobs``).
@@ -31,6 +37,8 @@ import pandas as pd
 from PIL import Image
 
 from qd_lib.data.manifest import DatasetInfo, Manifest, split_by_groups, split_by_rows
+from qd_lib.data.synthetic import authentic
+from qd_lib.data.synthetic.authentic import AuthenticConfig
 from qd_lib.data.synthetic.distortions import DISTORTIONS
 from qd_lib.data.synthetic.proxy_mos import METRICS, MOS_RANGE, full_reference_scores, proxy_mos
 from qd_lib.data.synthetic.references import PHOTOS, ReferenceCrop, crop_image, plan_crops
@@ -77,7 +85,7 @@ class ProxyConfig:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-PRESETS: dict[str, ProxyConfig] = {
+PRESETS: dict[str, ProxyConfig | AuthenticConfig] = {
     # 4 references × 8 types × 5 levels = 160 images: unit tests and CI.
     "tiny": ProxyConfig(
         photos=("astronaut", "coffee", "china", "camera"), crops_per_photo=1,
@@ -90,6 +98,10 @@ PRESETS: dict[str, ProxyConfig] = {
     # Every bundled photo, up to 2 non-overlapping crops each (33 references), all 25 types
     # (3,945 images; chroma-only types are skipped on the 7 greyscale photos' crops).
     "default": ProxyConfig(),
+    # Authentic-distortion style (KonIQ/SPAQ-like): up to 4 crops per photo (58 references),
+    # 60 images each (the reference itself, then 1-3 composed types at continuous, mostly mild
+    # severities): 3,480 images with many good ones and a long near-pristine tail.
+    "authentic": AuthenticConfig(),
 }
 
 
@@ -99,7 +111,7 @@ class ProxyBenchmark:
 
     manifest: Manifest
     root: Path
-    config: ProxyConfig
+    config: ProxyConfig | AuthenticConfig
     seed: int
     build_seconds: float | None = None
     metrics: pd.DataFrame = field(default=None, repr=False)
@@ -110,9 +122,11 @@ def default_output_dir(preset: str, seed: int = 0) -> Path:
     return data_root() / (f"proxy-{preset}" + (f"-seed{seed}" if seed else ""))
 
 
-def resolve_config(preset: str | ProxyConfig) -> tuple[str, ProxyConfig]:
-    """Name and configuration of ``preset`` (a preset name or a :class:`ProxyConfig`)."""
-    if isinstance(preset, ProxyConfig):
+def resolve_config(preset: str | ProxyConfig | AuthenticConfig
+                   ) -> tuple[str, ProxyConfig | AuthenticConfig]:
+    """Name and configuration of ``preset`` (a preset name, a :class:`ProxyConfig` or an
+    :class:`~qd_lib.data.synthetic.authentic.AuthenticConfig`)."""
+    if isinstance(preset, (ProxyConfig, AuthenticConfig)):
         config, name = preset, "custom"
     elif preset in PRESETS:
         config, name = PRESETS[preset], preset
@@ -126,11 +140,14 @@ def resolve_config(preset: str | ProxyConfig) -> tuple[str, ProxyConfig]:
         raise UnknownNameError("distortion type", unknown[0], DISTORTIONS)
     check_scalar(config.crops_per_photo, "crops_per_photo", int, min_val=1)
     check_scalar(config.crop_size, "crop_size", int, min_val=161)
-    check_scalar(config.n_levels, "n_levels", int, min_val=1, max_val=5)
+    if isinstance(config, AuthenticConfig):
+        authentic.check_authentic_config(config)
+    else:
+        check_scalar(config.n_levels, "n_levels", int, min_val=1, max_val=5)
     return name, config
 
 
-def _reference_list(config: ProxyConfig) -> list[ReferenceCrop]:
+def _reference_list(config: ProxyConfig | AuthenticConfig) -> list[ReferenceCrop]:
     by_name = {p.name: p for p in PHOTOS}
     return [crop for name in config.photos
             for crop in plan_crops(by_name[name], size=config.crop_size,
@@ -171,16 +188,20 @@ def _render_reference(task: dict) -> list[dict]:
     return rows
 
 
-def build_proxy_benchmark(preset: str | ProxyConfig = "tiny", *, output_dir=None, seed: int = 0,
-                          n_jobs: int | None = None, overwrite: bool = False,
-                          show_progress: bool | None = None) -> ProxyBenchmark:
+def build_proxy_benchmark(preset: str | ProxyConfig | AuthenticConfig = "tiny", *,
+                          output_dir=None, seed: int = 0, n_jobs: int | None = None,
+                          overwrite: bool = False, show_progress: bool | None = None
+                          ) -> ProxyBenchmark:
     """Build (or load, if already built) an offline proxy IQA benchmark.
 
     Parameters
     ----------
-    preset : {"tiny", "small", "default"} or ProxyConfig, default="tiny"
+    preset : {"tiny", "small", "default", "authentic"}, ProxyConfig or AuthenticConfig, \
+default="tiny"
         ``tiny``: 160 images (tests, CI); ``small``: 1,440; ``default``: 3,945 from every bundled
-        photo (33 reference crops), all 25 distortion types and 5 levels.
+        photo (33 reference crops), all 25 distortion types and 5 levels; ``authentic``: 3,480
+        images with compound distortions at continuous severities (58 reference crops;
+        :mod:`qd_lib.data.synthetic.authentic`).
     output_dir : str or Path, optional
         Where to write it; default :func:`default_output_dir`.
     seed : int, default=0
@@ -213,6 +234,8 @@ def build_proxy_benchmark(preset: str | ProxyConfig = "tiny", *, output_dir=None
     for sub in ("images", "refs", "parts"):
         (out_dir / sub).mkdir(parents=True, exist_ok=True)
     crops = _reference_list(config)
+    is_authentic = isinstance(config, AuthenticConfig)
+    render = authentic.render_authentic_reference if is_authentic else _render_reference
     types = [(i + 1, d) for i, d in enumerate(config.distortions)]
     tasks, done_rows = [], {}
     for k, crop in enumerate(crops):
@@ -223,6 +246,11 @@ def build_proxy_benchmark(preset: str | ProxyConfig = "tiny", *, output_dir=None
             if record.get("config_hash") == chash:
                 done_rows[k] = record["rows"]
                 continue
+        if is_authentic:
+            tasks.append({"crop": crop, "ref_id": ref_id, "ref_index": k,
+                          "plan": authentic.plan_reference(config, crop, k, seed), "seed": seed,
+                          "out_dir": str(out_dir), "threads": 1})
+            continue
         tasks.append({"crop": crop, "ref_id": ref_id, "ref_index": k, "types": types,
                       "n_levels": config.n_levels, "seed": seed, "out_dir": str(out_dir),
                       "threads": 1})
@@ -240,11 +268,11 @@ def build_proxy_benchmark(preset: str | ProxyConfig = "tiny", *, output_dir=None
 
     if n_jobs == 1:
         for task in tasks:
-            finish(task, _render_reference({**task, "threads": max(1, os.cpu_count() or 1)}))
+            finish(task, render({**task, "threads": max(1, os.cpu_count() or 1)}))
     else:
         ctx = multiprocessing.get_context("spawn")  # torch is not fork-safe
         with cf.ProcessPoolExecutor(max_workers=n_jobs, mp_context=ctx) as pool:
-            futures = {pool.submit(_render_reference, task): task for task in tasks}
+            futures = {pool.submit(render, task): task for task in tasks}
             for future in cf.as_completed(futures):
                 finish(futures[future], future.result())
     bar.close()
@@ -255,6 +283,13 @@ def build_proxy_benchmark(preset: str | ProxyConfig = "tiny", *, output_dir=None
     table["split_paper"] = split_by_rows(len(table), config.split_fractions, seed=seed)
     table["split_content"] = split_by_groups(table["group"], config.split_fractions, seed=seed)
     metric_cols = [c for c in table.columns if c.startswith("fr_")]
+    if is_authentic:
+        description = f"{PROXY_LABEL}. {authentic.describe(config, len(crops))}."
+        mode = {"mode": AuthenticConfig.mode}
+    else:
+        description = (f"{PROXY_LABEL}. {len(crops)} reference crops × {len(types)} KADID-style "
+                       f"distortion types × {config.n_levels} levels.")
+        mode = {}  # grid mode: the sidecar stays exactly as it always was
     info = DatasetInfo(
         name=f"proxy-{name}",
         mos_range=MOS_RANGE,
@@ -264,14 +299,14 @@ def build_proxy_benchmark(preset: str | ProxyConfig = "tiny", *, output_dir=None
         licence="Photos: the bundling packages' licences (BSD-3 / PSF-compatible / public "
                 "domain); labels generated here.",
         proxy=True,
-        description=f"{PROXY_LABEL}. {len(crops)} reference crops × {len(types)} KADID-style "
-                    f"distortion types × {config.n_levels} levels.",
+        description=description,
         split_notes={
             "paper": f"random over images, fractions {list(config.split_fractions)}, seed {seed}",
             "content": f"by reference image, fractions {list(config.split_fractions)}, "
                        f"seed {seed}",
         },
-        extra={"preset": name, "config": asdict(config), "seed": seed, "config_hash": chash,
+        extra={"preset": name, **mode, "config": asdict(config), "seed": seed,
+               "config_hash": chash,
                "proxy_mos": {m: {"piq": fn, "worst": lo, "best": hi}
                              for m, (fn, _, (lo, hi)) in METRICS.items()}},
     )
@@ -300,8 +335,9 @@ def load_proxy_benchmark(root) -> ProxyBenchmark:
     stamp = json.loads(stamp_path.read_text())
     manifest = Manifest.read(root / "manifest.csv")
     extra = manifest.info.extra
-    config = ProxyConfig(**{k: tuple(v) if isinstance(v, list) else v
-                            for k, v in extra["config"].items()})
+    config_class = AuthenticConfig if extra.get("mode") == AuthenticConfig.mode else ProxyConfig
+    config = config_class(**{k: tuple(v) if isinstance(v, list) else v
+                             for k, v in extra["config"].items()})
     metrics = pd.read_csv(root / "proxy_metrics.csv", dtype={"image_id": str})
     return ProxyBenchmark(manifest, root, config, int(extra["seed"]),
                           stamp.get("build_seconds"), metrics)

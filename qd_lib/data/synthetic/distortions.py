@@ -5,6 +5,10 @@ their published descriptions; the parameters are chosen for 192-pixel crops, so 
 KADID's exact values. Every function takes an RGB float image in [0, 1] of shape (H, W, 3), a
 level parameter and a numpy ``Generator`` (used only by the random distortions), and returns an
 image of the same shape and range.
+
+Besides the 5 levels, :meth:`DistortionType.apply_severity` takes a *continuous* severity in
+[0, 5] (interpolated parameters; a blend with the reference below 1), which the ``authentic``
+proxy preset composes into compound distortions.
 """
 from __future__ import annotations
 
@@ -26,7 +30,10 @@ class DistortionType:
     """One distortion type: its KADID-style name, category and 5 level parameters.
 
     ``color_only`` types change nothing on a greyscale image (they act on chroma alone), so the
-    benchmark builder skips them for greyscale references.
+    benchmark builder skips them for greyscale references. ``integer`` types take a count or a
+    whole-pixel amount (JPEG quality, number of colours, kernel length, ...): a continuous
+    severity rounds their interpolated parameter to the nearest integer
+    (:meth:`parameter_at`).
     """
 
     name: str
@@ -34,6 +41,7 @@ class DistortionType:
     func: Callable[[Array, float, np.random.Generator], Array]
     levels: tuple[float, ...]
     color_only: bool = False
+    integer: bool = False
 
     def apply(self, image: Array, level: int, rng: np.random.Generator) -> Array:
         """Distort ``image`` at ``level`` (1 = mildest … 5 = strongest)."""
@@ -41,6 +49,38 @@ class DistortionType:
             raise ValueError(f"The 'level' parameter must be in [1, {len(self.levels)}]. "
                              f"Got {level!r}.")
         out = self.func(image, self.levels[level - 1], rng)
+        return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+    def parameter_at(self, severity: float) -> float:
+        """The distortion parameter at a continuous ``severity`` in [1, n_levels].
+
+        Linear interpolation between the parameters of the neighbouring levels (level ``k`` sits
+        at severity ``k``), rounded to the nearest integer for :attr:`integer` types.
+        """
+        n = len(self.levels)
+        if not 1.0 <= severity <= n:
+            raise ValueError(f"The 'severity' parameter must be a float in the range [1.0, "
+                             f"{float(n)}]. Got {severity!r} instead.")
+        value = float(np.interp(severity, np.arange(1, n + 1), self.levels))
+        return int(round(value)) if self.integer else value
+
+    def apply_severity(self, image: Array, severity: float, rng: np.random.Generator) -> Array:
+        """Distort ``image`` at a continuous ``severity`` in [0, n_levels].
+
+        From 1 up, the level parameters are interpolated (:meth:`parameter_at`); at a whole
+        number the result equals :meth:`apply` at that level. Below 1 the image is blended
+        with its level-1 distortion, ``(1 − s)·image + s·D₁(image)``, so severities near 0
+        give near-pristine images and the blend meets level 1 continuously.
+        """
+        n = len(self.levels)
+        if not 0.0 <= severity <= n:
+            raise ValueError(f"The 'severity' parameter must be a float in the range [0.0, "
+                             f"{float(n)}]. Got {severity!r} instead.")
+        if severity >= 1.0:
+            out = self.func(image, self.parameter_at(severity), rng)
+        else:
+            mild = np.clip(self.func(image, self.parameter_at(1.0), rng), 0.0, 1.0)
+            out = image + severity * (mild - image)
         return np.clip(out, 0.0, 1.0).astype(np.float32)
 
 
@@ -233,16 +273,17 @@ def contrast_change(image, factor, rng):
 DISTORTIONS: dict[str, DistortionType] = {d.name: d for d in [
     DistortionType("gaussian_blur", "blur", gaussian_blur, (0.6, 1.2, 2.0, 3.0, 5.0)),
     DistortionType("lens_blur", "blur", lens_blur, (1.0, 2.0, 3.0, 5.0, 8.0)),
-    DistortionType("motion_blur", "blur", motion_blur, (3, 5, 9, 13, 19)),
+    DistortionType("motion_blur", "blur", motion_blur, (3, 5, 9, 13, 19), integer=True),
     DistortionType("color_diffusion", "color", color_diffusion, (2, 4, 8, 12, 18), True),
     DistortionType("color_shift", "color", color_shift, (1, 2, 4, 7, 11)),
-    DistortionType("color_quantization", "color", color_quantization, (64, 32, 16, 8, 4)),
+    DistortionType("color_quantization", "color", color_quantization, (64, 32, 16, 8, 4),
+                   integer=True),
     DistortionType("color_saturation_decrease", "color", color_saturation_decrease,
                    (0.6, 0.4, 0.25, 0.1, 0.0), True),
     DistortionType("color_saturation_increase", "color", color_saturation_increase,
                    (1.5, 2.0, 2.8, 3.8, 5.0), True),
     DistortionType("jpeg2000", "compression", jpeg2000, (20, 40, 80, 160, 320)),
-    DistortionType("jpeg", "compression", jpeg, (50, 30, 15, 8, 3)),
+    DistortionType("jpeg", "compression", jpeg, (50, 30, 15, 8, 3), integer=True),
     DistortionType("white_noise", "noise", white_noise, (0.015, 0.03, 0.06, 0.1, 0.16)),
     DistortionType("white_noise_color_component", "noise", white_noise_color_component,
                    (0.02, 0.04, 0.07, 0.11, 0.17)),
@@ -253,12 +294,12 @@ DISTORTIONS: dict[str, DistortionType] = {d.name: d for d in [
     DistortionType("brighten", "brightness", brighten, (1.25, 1.5, 1.9, 2.5, 3.4)),
     DistortionType("darken", "brightness", darken, (1.25, 1.5, 1.9, 2.5, 3.4)),
     DistortionType("mean_shift", "brightness", mean_shift, (0.05, 0.1, 0.16, 0.23, 0.32)),
-    DistortionType("jitter", "spatial", jitter, (1, 2, 3, 5, 8)),
+    DistortionType("jitter", "spatial", jitter, (1, 2, 3, 5, 8), integer=True),
     DistortionType("non_eccentricity_patch", "spatial", non_eccentricity_patch,
-                   (10, 25, 50, 100, 180)),
+                   (10, 25, 50, 100, 180), integer=True),
     DistortionType("pixelate", "spatial", pixelate, (0.7, 0.5, 0.33, 0.2, 0.12)),
-    DistortionType("quantization", "spatial", quantization, (32, 16, 10, 6, 4)),
-    DistortionType("color_block", "spatial", color_block, (2, 5, 10, 18, 30)),
+    DistortionType("quantization", "spatial", quantization, (32, 16, 10, 6, 4), integer=True),
+    DistortionType("color_block", "spatial", color_block, (2, 5, 10, 18, 30), integer=True),
     DistortionType("high_sharpen", "sharpness_contrast", high_sharpen, (1.0, 2.0, 3.5, 6.0, 10.0)),
     DistortionType("contrast_change", "sharpness_contrast", contrast_change,
                    (0.75, 0.55, 0.4, 0.27, 0.15)),

@@ -5,6 +5,7 @@ import logging
 
 import numpy as np
 
+from qd_lib.selection._backend import resolve_backend
 from qd_lib.selection._kernels import (
     check_flag,
     column_mean,
@@ -231,7 +232,11 @@ def _verify_block(W, half, h_est, S, spec_rows, spec, sign, err, decide) -> list
     return spec.tolist()
 
 
-def _herd_rows(X, budget, dtype, farthest, bar, initial=()):
+def _herd_rows(X, budget, dtype, farthest, bar, device=None, initial=()):
+    if device is not None:  # backend="torch" (no initial rows: checked by the caller)
+        from qd_lib.selection._torch_kernels import herding_torch
+
+        return herding_torch(X, budget, dtype, farthest=farthest, device=device, bar=bar)
     mean = column_mean(X)
     W, sq = working_copy(X, dtype, mean=mean, exact_norms=True)
 
@@ -248,6 +253,7 @@ def herding_selection(features: dict[str, np.ndarray], budget: int, *, mos=None,
                       random_state: np.random.Generator, variant: str = "classic",
                       dtype: str = "float32", balance: bool = False, n_bins: int = 5,
                       binning: str = "equal_width", progress: bool | None = None,
+                      backend: str = "numpy", device: str = "cpu",
                       initial=None) -> MethodOutput:
     """Herding: greedily match the coreset mean to the data mean (or DeepCore's argmax rule).
 
@@ -298,30 +304,40 @@ def herding_selection(features: dict[str, np.ndarray], budget: int, *, mos=None,
         as in :func:`~qd_lib.selection.binning.mos_bins`.
     progress : bool, optional
         Show a progress bar (default: tqdm decides, honouring ``TQDM_DISABLE``).
+    backend : {"numpy", "torch"}, default="numpy"
+        Where the score updates run: numpy on the host, or torch on ``device`` (one screening
+        pass per pick, decisions in float64: the same float64-greedy picks, see
+        :mod:`qd_lib.selection._torch_kernels`).
+    device : str, default="cpu"
+        ``"cpu"``, ``"cuda"``, ``"cuda:<index>"`` or ``"auto"`` with ``backend="torch"``.
     initial : array of int, optional
         Rows already selected (rated), in the order they were selected: herding starts from
         their sum, as if it had picked them, and makes ``budget`` new picks toward the mean of
         all rows (see :func:`herding_greedy`); ``gains`` then measure the initial and new
-        picks together. Not with ``balance``.
+        picks together. Not with ``balance`` or ``backend="torch"``.
     """
     X = features["embedding"]
     check_option(variant, "variant", HERDING_VARIANTS)
+    torch_device = resolve_backend(backend, device, "herding")
     check_option(dtype, "dtype", ("float32", "float64"))
     check_flag(balance, "balance")
     n_bins, binning = check_binning_options(n_bins, binning)
     params = {"variant": variant, "dtype": dtype, "balance": balance, "n_bins": n_bins,
-              "binning": binning}
+              "binning": binning, "backend": backend, "device": torch_device or "cpu"}
     farthest = variant == "deepcore"
     work_dtype = resolve_dtype(dtype)
     if initial is not None:
         if balance:
             raise ValueError("The 'initial' parameter of herding cannot be combined with "
                              "balance=True.")
+        if torch_device is not None:
+            raise ValueError("The 'initial' parameter of herding runs on backend='numpy' only. "
+                             f"Got backend={backend!r}.")
         initial = np.asarray(initial, dtype=np.int64)
         params["initial"] = initial.tolist()
     with progress_bar(total=budget, desc=f"herding ({variant})", enabled=progress) as bar:
         if not balance:
-            picks, disc, stats = _herd_rows(X, budget, work_dtype, farthest, bar,
+            picks, disc, stats = _herd_rows(X, budget, work_dtype, farthest, bar, torch_device,
                                             initial=() if initial is None else initial)
             logger.debug("herding (%s): %s", variant, stats)
             info = {"mean_discrepancy": float(disc[-1]), **stats}
@@ -333,7 +349,7 @@ def herding_selection(features: dict[str, np.ndarray], budget: int, *, mos=None,
         bins = mos_bins(mos, n_bins=n_bins, scheme=binning)
 
         def herd_bin(c, rows, quota):
-            local, disc, _ = _herd_rows(X[rows], quota, work_dtype, farthest, bar)
+            local, disc, _ = _herd_rows(X[rows], quota, work_dtype, farthest, bar, torch_device)
             return local, disc, None
 
         merged = select_per_bin(bins, budget, herd_bin)

@@ -6,6 +6,7 @@ import numbers
 
 import numpy as np
 
+from qd_lib.selection._backend import resolve_backend
 from qd_lib.selection._kernels import (
     check_flag,
     farthest_first_loop,
@@ -129,8 +130,12 @@ def farthest_first_pruned(W: np.ndarray, sq: np.ndarray, budget: int, first: int
     return picks, radii, {"rows_examined": round(examined / n, 3)}
 
 
-def _kcenter_rows(X: np.ndarray, budget: int, first: int, dtype, bar,
+def _kcenter_rows(X: np.ndarray, budget: int, first: int, dtype, bar, device=None,
                   initial=()) -> tuple[np.ndarray, np.ndarray, dict]:
+    if device is not None:  # backend="torch" (no initial centres: checked by the caller)
+        from qd_lib.selection._torch_kernels import kcenter_torch
+
+        return kcenter_torch(X, budget, first, dtype, device=device, bar=bar)
     W, sq = working_copy(X, dtype)
     with single_thread_blas():  # many small GEMVs: threads only add synchronisation
         picks, radii_sq, stats = farthest_first_pruned(W, sq, budget, first, bar=bar,
@@ -144,6 +149,7 @@ def kcenter_selection(features: dict[str, np.ndarray], budget: int, *, mos=None,
                       first_draw: str = "generator", dtype: str = "float32",
                       balance: bool = False, n_bins: int = 5,
                       binning: str = "equal_width", progress: bool | None = None,
+                      backend: str = "numpy", device: str = "cpu",
                       initial=None) -> MethodOutput:
     """k-Center Greedy: farthest-first traversal in Euclidean distance (DeepCore's procedure).
 
@@ -203,15 +209,23 @@ def kcenter_selection(features: dict[str, np.ndarray], budget: int, *, mos=None,
         the bins, as in :func:`~qd_lib.selection.binning.mos_bins`.
     progress : bool, optional
         Show a progress bar (default: tqdm decides, honouring ``TQDM_DISABLE``).
+    backend : {"numpy", "torch"}, default="numpy"
+        Where the distance updates run: numpy on the host (triangle-inequality pruning), or
+        torch on ``device`` (one GEMV per pick; same arithmetic, so the same picks up to the
+        tie rule of :mod:`qd_lib.selection._torch_kernels`; ``info["near_ties"]`` counts the
+        steps its round-off bound cannot certify).
+    device : str, default="cpu"
+        ``"cpu"``, ``"cuda"``, ``"cuda:<index>"`` or ``"auto"`` with ``backend="torch"``.
     initial : array of int, optional
         Rows already selected (rated), in the order they were selected: they are the first
         centres, no centre is drawn, and the traversal continues from them (``budget`` new
         centres). Conditioning on a run's first picks continues that run exactly.
         ``gains`` are the covering radii of the initial and new centres together. Not with
-        ``balance`` or ``first_index``.
+        ``balance``, ``first_index`` or ``backend="torch"``.
     """
     X = features["embedding"]
     n = X.shape[0]
+    torch_device = resolve_backend(backend, device, "kcenter")
     check_option(first_draw, "first_draw", FIRST_DRAWS)
     check_option(dtype, "dtype", ("float32", "float64"))
     check_flag(balance, "balance")
@@ -228,12 +242,15 @@ def kcenter_selection(features: dict[str, np.ndarray], budget: int, *, mos=None,
         lambda size: int(random_state.integers(size)))
     params = {"first_index": None if first_index is None else int(first_index),
               "first_draw": first_draw, "dtype": dtype, "balance": balance, "n_bins": n_bins,
-              "binning": binning}
+              "binning": binning, "backend": backend, "device": torch_device or "cpu"}
     work_dtype = resolve_dtype(dtype)
     if initial is not None:
         if balance or first_index is not None:
             raise ValueError("The 'initial' parameter of kcenter fixes the first centres, so it "
                              "cannot be combined with balance=True or 'first_index'.")
+        if torch_device is not None:
+            raise ValueError("The 'initial' parameter of kcenter runs on backend='numpy' only. "
+                             f"Got backend={backend!r}.")
         return _kcenter_from(X, budget, np.asarray(initial, dtype=np.int64), work_dtype,
                              progress, params)
     info: dict = {}
@@ -245,7 +262,7 @@ def kcenter_selection(features: dict[str, np.ndarray], budget: int, *, mos=None,
                             first_draw)
             else:
                 first = int(first_index)
-            picks, radii, stats = _kcenter_rows(X, budget, first, work_dtype, bar)
+            picks, radii, stats = _kcenter_rows(X, budget, first, work_dtype, bar, torch_device)
             info.update(first_index=first, covering_radius=float(radii[-1]), **stats)
             return MethodOutput(indices=picks, params=params, info=info, gains=radii)
         if mos is None:
@@ -254,7 +271,7 @@ def kcenter_selection(features: dict[str, np.ndarray], budget: int, *, mos=None,
 
         def kcenter_bin(c, rows, quota):
             first = draw(len(rows))
-            picks, radii, _ = _kcenter_rows(X[rows], quota, first, work_dtype, bar)
+            picks, radii, _ = _kcenter_rows(X[rows], quota, first, work_dtype, bar, torch_device)
             return picks, radii, (int(rows[first]), float(radii[-1]))
 
         merged = select_per_bin(bins, budget, kcenter_bin)
