@@ -13,9 +13,9 @@ no ratings yet:
    rows that cannot be picked;
 4. the method selects ``budget`` new images given the rated ones (the ``initial`` option of
    :func:`qd_lib.selection.select`);
-5. the picks are written in pick order (``rank, path[, gain]``) to a CSV file, atomically,
-   with a JSON record beside it, plus a contact sheet of the picks and the t-SNE map of every
-   candidate with the rated images and the picks marked (:func:`write_outputs`).
+5. the picks are written in pick order (``rank, path[, gain], image_id``) to a CSV file,
+   atomically, with a JSON record beside it, plus a contact sheet of the picks and the t-SNE
+   map of every candidate with the rated images and the picks marked (:func:`write_outputs`).
 
 Methods that need MOS (``moderate``, ``contextual_diversity``) and MOS-balanced options
 (``balance=True``) are refused with a message saying why and what to use
@@ -28,6 +28,7 @@ Methods that need MOS (``moderate``, ``contextual_diversity``) and MOS-balanced 
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import numbers
 import os
@@ -563,8 +564,6 @@ def select_images(images, *, budget: int | None = None, fraction: float | None =
 
 def open_images_hash(paths) -> str:
     """First 8 hex digits of the sha256 of resolved paths (names the rated-elsewhere set)."""
-    import hashlib
-
     text = "\n".join(sorted(str(Path(p).resolve()) for p in paths))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:8]
 
