@@ -80,6 +80,9 @@ notebook-tests: venv
 		$(NB_OUT)/12_complexity.ipynb
 	TQDM_DISABLE=1 $(PY) -m papermill --no-progress-bar notebooks/11_cifar10.ipynb \
 		$(NB_OUT)/11_cifar10.ipynb -y "$(NB11_TINY)"
+	TQDM_DISABLE=1 $(PY) -m qd_lib.data.folder data/sample-photos --n 30
+	TQDM_DISABLE=1 $(PY) -m papermill --no-progress-bar notebooks/13_select_your_images.ipynb \
+		$(NB_OUT)/13_select_your_images.ipynb -p FOLDER data/sample-photos -p BUDGET 6
 	TQDM_DISABLE=1 $(PY) -m pytest -p no:cacheprovider --nbval-lax --nbval-current-env \
 		--nbval-sanitize-with tests/nbval_sanitize.cfg \
 		$(NB_OUT)/00_proxy_benchmark.ipynb $(NB_OUT)/01_dataset_manifests.ipynb \
@@ -87,7 +90,8 @@ notebook-tests: venv
 		$(NB_OUT)/04_train_iqa.ipynb $(NB_OUT)/05_tsne_maps.ipynb $(NB_OUT)/06_mos_coverage.ipynb \
 		$(NB_OUT)/07_results_tables.ipynb $(NB_OUT)/08_explorer.ipynb \
 		$(NB_OUT)/09_study.ipynb $(NB_OUT)/10_pruning_calibration.ipynb \
-		$(NB_OUT)/11_cifar10.ipynb $(NB_OUT)/12_complexity.ipynb
+		$(NB_OUT)/11_cifar10.ipynb $(NB_OUT)/12_complexity.ipynb \
+		$(NB_OUT)/13_select_your_images.ipynb
 
 # The device check (benchmarks/gpu_check.py, README "Performance on a GPU"): no downloads, at most
 # 8 minutes, writes runs/gpu/report.json. No venv bootstrap (a GPU machine may have no network):

@@ -36,6 +36,9 @@ The library behind the notebooks in ``notebooks/``. Sub-packages, in the order a
 ``qd_lib.paths`` / ``qd_lib.utils``
     ``QD_DATA_ROOT``/``QD_WEIGHTS_DIR``/``QD_RUNS_DIR``/``QD_FIGURES_DIR``; errors, parameter
     validation, atomic and verified writes, progress bars and logging.
+
+``python -m qd_lib select IMAGES --fraction F --out picks.csv [--rated RATED]`` chooses which
+images of a folder to rate, without labels (``qd_lib.selection.images``).
 """
 import logging
 

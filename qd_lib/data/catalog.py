@@ -16,6 +16,10 @@ Names resolve in this order:
 3. a registered dataset or alias (``kadid``, ``KADID-10K``, ``tid2013``, ``koniq-10k``, ...):
    the committed ``data_manifests/<name>.csv``; its default root is ``QD_DATA_ROOT/<folder>``
    (see :func:`qd_lib.data.builders.dataset_root`).
+
+A path to a folder that holds no ``manifest.csv`` (``"photos/"``, ``"./photos"``, a
+``Path``) is opened as a folder of images: a label-free dataset (no MOS, every image a
+candidate) built by :func:`qd_lib.data.folder.open_images`.
 """
 from __future__ import annotations
 
@@ -34,9 +38,10 @@ from qd_lib.data.builders import (
     get_spec,
     resolve_name,
 )
-from qd_lib.data.manifest import Manifest
+from qd_lib.data.manifest import SPLIT_PARTS, Manifest
 from qd_lib.paths import data_root, display_path
 from qd_lib.utils.errors import UnknownNameError
+from qd_lib.utils.validation import check_option
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +64,13 @@ class LoadedDataset:
     scheme : str
         Default split scheme for :meth:`indices`, :meth:`subset` and :attr:`n_train`.
     path : Path
-        The manifest CSV that was read.
+        The manifest CSV that was read (the folder or list file for a label-free dataset of
+        images, :func:`qd_lib.data.folder.open_images`).
+
+    Notes
+    -----
+    A label-free manifest without split columns has no splits: every image is a candidate, so
+    its ``train`` part is every row and ``val``/``test`` are empty, whatever the scheme.
     """
 
     name: str
@@ -70,7 +81,15 @@ class LoadedDataset:
 
     def indices(self, part: str, scheme: str | None = None) -> np.ndarray:
         """Row positions of ``part`` (``train``/``val``/``test``) under ``scheme``."""
+        if not self.manifest.labelled and not self.manifest.split_schemes:
+            check_option(part, "part", SPLIT_PARTS)
+            return np.arange(len(self.manifest) if part == "train" else 0, dtype=np.int64)
         return self.manifest.split_indices(scheme or self.scheme, part)
+
+    @property
+    def labelled(self) -> bool:
+        """False for a label-free dataset (no MOS)."""
+        return self.manifest.labelled
 
     def subset(self, part: str, scheme: str | None = None):
         """The rows of ``part`` as a DataFrame."""
@@ -145,6 +164,18 @@ def _locate(name) -> tuple[Path, Path | None]:
     return path, None
 
 
+def _image_folder(name) -> Path | None:
+    """``name`` as a folder of images (a folder path without a ``manifest.csv``), else None.
+    Only path-like names count (a separator in them, or a ``PathLike``): a bare name is
+    looked up in the registry even if a folder of that name exists."""
+    if not _looks_like_path(name):
+        return None
+    path = Path(name).expanduser()
+    if path.is_dir() and not (path / "manifest.csv").is_file():
+        return path
+    return None
+
+
 def canonical_dataset_name(name) -> str:
     """The one name a dataset goes by in run hashes, run ids, record folders and table columns.
 
@@ -173,7 +204,9 @@ def load_manifest(name, root: str | Path | None = None, scheme: str = "paper") -
     ----------
     name : str or path
         ``"kadid"``, ``"KADID-10K"``, ``"tid2013"``, ``"proxy-tiny"``,
-        ``"data_manifests/spaq.csv"``, ... (see the module docstring for the lookup order).
+        ``"data_manifests/spaq.csv"``, ... (see the module docstring for the lookup order), or
+        a folder of images without a ``manifest.csv`` (a label-free dataset; ``root`` and
+        ``scheme`` are then ignored).
     root : str or Path, optional
         Dataset root the image paths are relative to. Default: ``QD_DATA_ROOT/<folder>`` for
         registered datasets, the benchmark folder for proxies, the CSV's folder for paths.
@@ -197,9 +230,16 @@ def load_manifest(name, root: str | Path | None = None, scheme: str = "paper") -
     ValueError
         If ``scheme`` is not one of the manifest's split schemes.
     """
+    folder = _image_folder(name)
+    if folder is not None:
+        from qd_lib.data.folder import open_images
+
+        return open_images(folder)
     path, default_root = _locate(name)
     manifest = Manifest.read(path)
-    if scheme not in manifest.split_schemes:
+    if not manifest.labelled and not manifest.split_schemes:
+        pass  # no splits: every row is a candidate (LoadedDataset.indices)
+    elif scheme not in manifest.split_schemes:
         raise ValueError(f"The 'scheme' parameter must be one of {manifest.split_schemes} for "
                          f"manifest {manifest.name!r}. Got {scheme!r} instead.")
     if root is not None:

@@ -118,8 +118,8 @@ class IQADataset(torch.utils.data.Dataset):
     """Images and MOS of one split of a manifest, as a torch ``Dataset``.
 
     Each item is a dict with ``image`` (the transformed image; a float tensor of shape
-    (3, H, W) in [0, 1] by default), ``mos`` (float32 target), ``index`` (row position in the
-    manifest) and ``image_id``.
+    (3, H, W) in [0, 1] by default), ``mos`` (float32 target; NaN for a label-free manifest),
+    ``index`` (row position in the manifest) and ``image_id``.
 
     Parameters
     ----------
@@ -163,8 +163,12 @@ class IQADataset(torch.utils.data.Dataset):
         self.root = Path(root)
         self.transform = transform
         self.on_error = on_error
-        scores = manifest.normalized_mos() if target == "normalized" else \
-            manifest.table["mos"].to_numpy(np.float64)
+        if not manifest.labelled:  # label-free: no scores (items carry NaN)
+            scores = np.full(len(manifest), np.nan)
+        elif target == "normalized":
+            scores = manifest.normalized_mos()
+        else:
+            scores = manifest.table["mos"].to_numpy(np.float64)
         if on_error == "skip":
             self.report = check_images(manifest, self.root, rows=positions)
             if not self.report.ok:

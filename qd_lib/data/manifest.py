@@ -8,9 +8,9 @@ Columns
     Stable identifier, e.g. ``I01_01_01.png`` for KADID-10K.
 ``relpath`` (str, required)
     Image path relative to the dataset root, POSIX separators, never leaving the root.
-``mos`` (float, required)
+``mos`` (float, required; absent or empty in a label-free manifest)
     Mean opinion score on the dataset's native scale (see ``DatasetInfo.mos_range``).
-``mos_std`` (float, optional)
+``mos_std`` (float, optional; absent or empty in a label-free manifest)
     Standard deviation of the ratings, where published.
 ``group`` (str, optional)
     Content group: the reference image for synthetic datasets, the prompt for AGIQA-3K.
@@ -23,6 +23,23 @@ Columns
     ``train``, ``val`` or ``test``.
 
 Any other column is kept as it is (e.g. ``generator`` for AGIQA-3K).
+
+Kinds
+-----
+``DatasetInfo.kind`` says which of two kinds of manifest a table is:
+
+``"labelled"`` (the default: every IQA benchmark)
+    ``image_id``, ``relpath`` and ``mos`` are required; ``DatasetInfo.mos_range`` is required
+    and every MOS must be finite and inside it.
+``"label_free"`` (images not rated yet, e.g. a folder to choose images from: see
+:mod:`qd_lib.data.folder`)
+    Only ``image_id`` and ``relpath`` are required. ``mos`` and ``mos_std`` are optional and,
+    where present, must be empty in every row (a table with scores is a labelled one), and
+    they are dropped; ``mos_range`` must be ``None``. Split columns are optional (a label-free
+    dataset has no test split: every image is a candidate); where present they are checked as
+    above. The other rules (unique ids, paths inside the root, numeric ``level``) are the same.
+    :meth:`Manifest.normalized_mos` raises :class:`~qd_lib.utils.errors.ManifestError`, so
+    nothing can use scores that do not exist.
 
 The sidecar (``<name>.yaml``) holds a :class:`DatasetInfo` plus ``manifest_hash``, the sha256 of
 the canonical CSV text. Loading recomputes it and refuses a table that was edited by hand
@@ -50,6 +67,9 @@ from qd_lib.utils.io import atomic_write_text
 logger = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = ("image_id", "relpath", "mos")
+LABEL_FREE_REQUIRED_COLUMNS = ("image_id", "relpath")
+LABEL_COLUMNS = ("mos", "mos_std")
+KINDS = ("labelled", "label_free")
 OPTIONAL_COLUMNS = ("mos_std", "group", "ref_relpath", "distortion", "level")
 STRING_COLUMNS = ("image_id", "relpath", "group", "ref_relpath", "distortion")
 NUMERIC_COLUMNS = ("mos", "mos_std", "level")
@@ -67,9 +87,10 @@ class DatasetInfo:
     ----------
     name : str
         Registry name, e.g. ``"kadid10k"``.
-    mos_range : tuple of float
+    mos_range : tuple of float or None
         The native scale's (low, high) ends. MOS normalisation uses this fixed range, never
-        one computed from a split or a coreset.
+        one computed from a split or a coreset. Required for a labelled manifest, ``None``
+        for a label-free one.
     higher_is_better : bool
         ``False`` for DMOS-style scales.
     source : str
@@ -85,10 +106,13 @@ class DatasetInfo:
         How each split scheme was made (seed, fractions, grouping).
     extra : dict
         Anything else worth recording.
+    kind : {"labelled", "label_free"}, default="labelled"
+        Whether the images have MOS (see the module docstring, "Kinds"). The sidecar records
+        it only for label-free manifests, so labelled sidecars are unchanged.
     """
 
     name: str
-    mos_range: tuple[float, float]
+    mos_range: tuple[float, float] | None = None
     higher_is_better: bool = True
     source: str = ""
     licence: str = ""
@@ -96,8 +120,23 @@ class DatasetInfo:
     description: str = ""
     split_notes: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
+    kind: str = "labelled"
 
     def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ManifestError(f"DatasetInfo {self.name!r}: 'kind' must be one of "
+                                f"{list(KINDS)}. Got {self.kind!r}.")
+        if self.kind == "label_free":
+            if self.mos_range is not None:
+                raise ManifestError(
+                    f"DatasetInfo {self.name!r}: a label-free dataset has no MOS scale, so "
+                    f"'mos_range' must be None. Got {self.mos_range!r}; use kind='labelled' "
+                    "for a dataset with scores.")
+            return
+        if self.mos_range is None:
+            raise ManifestError(f"DatasetInfo {self.name!r}: a labelled dataset needs "
+                                "'mos_range', two finite numbers (low, high) with low < high; "
+                                "use kind='label_free' for images without scores.")
         lo, hi = (float(v) for v in self.mos_range)
         if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
             raise ManifestError(
@@ -182,13 +221,17 @@ class Manifest:
         return ManifestError(f"Manifest {self.source!r}: {message}")
 
     def _validate(self, table: pd.DataFrame) -> pd.DataFrame:
-        missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
+        required = REQUIRED_COLUMNS if self.labelled else LABEL_FREE_REQUIRED_COLUMNS
+        missing = [c for c in required if c not in table.columns]
         if missing:
             raise self._fail(f"missing required column(s) {missing}; it has columns "
                              f"{list(table.columns)}.")
         if len(table) == 0:
             raise self._fail("the table has no rows.")
         table = table.copy()
+        if not self.labelled:  # empty label columns are dropped: one canonical table, one hash
+            self._check_no_labels(table)
+            table = table.drop(columns=[c for c in LABEL_COLUMNS if c in table.columns])
         for col in STRING_COLUMNS:
             if col in table.columns:
                 table[col] = table[col].map(lambda v: None if _is_missing(v) else str(v)).astype(
@@ -200,14 +243,16 @@ class Manifest:
                                  f"empty {col!r}.")
         for col in NUMERIC_COLUMNS:
             if col in table.columns:
-                table[col] = self._numeric(table, col, allow_missing=col != "mos")
-        lo, hi = self.info.mos_range
-        tol = 1e-9 * (hi - lo)
-        out = np.flatnonzero((table["mos"] < lo - tol) | (table["mos"] > hi + tol))
-        if len(out):
-            pos = int(out[0])
-            raise self._fail(f"{_row_label(table, pos)}: 'mos' {table['mos'].iloc[pos]!r} is "
-                             f"outside the dataset's range [{lo:g}, {hi:g}].")
+                table[col] = self._numeric(table, col,
+                                           allow_missing=col != "mos" or not self.labelled)
+        if self.labelled:
+            lo, hi = self.info.mos_range
+            tol = 1e-9 * (hi - lo)
+            out = np.flatnonzero((table["mos"] < lo - tol) | (table["mos"] > hi + tol))
+            if len(out):
+                pos = int(out[0])
+                raise self._fail(f"{_row_label(table, pos)}: 'mos' {table['mos'].iloc[pos]!r} "
+                                 f"is outside the dataset's range [{lo:g}, {hi:g}].")
         dup = table["image_id"].duplicated(keep=False)
         if dup.any():
             first = table["image_id"][dup].iloc[0]
@@ -248,6 +293,20 @@ class Manifest:
                                      f"{part!r} split.")
         return table[self._column_order(table)]
 
+    def _check_no_labels(self, table: pd.DataFrame) -> None:
+        """A label-free table may carry ``mos``/``mos_std`` columns only if they are empty."""
+        for col in LABEL_COLUMNS:
+            if col not in table.columns:
+                continue
+            filled = np.flatnonzero(table[col].map(lambda v: not _is_missing(v)).to_numpy(bool))
+            if len(filled):
+                pos = int(filled[0])
+                raise self._fail(
+                    f"{_row_label(table, pos)} has {col!r} {table[col].iloc[pos]!r}, but the "
+                    "manifest is label-free (DatasetInfo.kind='label_free'), whose "
+                    f"{col!r} column must be empty or absent. A table with scores is a "
+                    "labelled manifest: give it kind='labelled' and a 'mos_range'.")
+
     def _numeric(self, table: pd.DataFrame, col: str, *, allow_missing: bool) -> pd.Series:
         raw = table[col]
         values = pd.to_numeric(raw, errors="coerce").astype(np.float64)
@@ -281,13 +340,18 @@ class Manifest:
         return len(self.table)
 
     def __repr__(self) -> str:
-        kind = "proxy " if self.info.proxy else ""
+        kind = "proxy " if self.info.proxy else "" if self.labelled else "label-free "
         return (f"<Manifest {self.info.name!r}: {len(self)} {kind}images, schemes "
                 f"{self.split_schemes}, hash {self.content_hash[:8]}>")
 
     @property
     def name(self) -> str:
         return self.info.name
+
+    @property
+    def labelled(self) -> bool:
+        """False for a label-free manifest (images without MOS; see the module docstring)."""
+        return self.info.kind == "labelled"
 
     @property
     def split_schemes(self) -> list[str]:
@@ -331,7 +395,19 @@ class Manifest:
         return counts.reindex(order)
 
     def normalized_mos(self) -> np.ndarray:
-        """MOS mapped to [0, 1] with the dataset's fixed native range (1 = best)."""
+        """MOS mapped to [0, 1] with the dataset's fixed native range (1 = best).
+
+        Raises
+        ------
+        ManifestError
+            If the manifest is label-free (it has no MOS).
+        """
+        if not self.labelled:
+            raise ManifestError(
+                f"Manifest {self.name!r} is label-free: its images have no MOS, so nothing "
+                "that needs scores (MOS bins, MOS-balanced selection, training, coverage of "
+                "the MOS range) can use it. Label-free selection methods (qdiverse, kcenter, "
+                "herding, random, pgcs) work without them.")
         return normalize_mos(self.table["mos"], self.info.mos_range, self.info.higher_is_better)
 
     # -- hashing and serialisation ---------------------------------------------------------
@@ -359,7 +435,9 @@ class Manifest:
     def metadata(self) -> dict[str, Any]:
         """The YAML sidecar's content."""
         meta = asdict(self.info)
-        meta["mos_range"] = list(self.info.mos_range)
+        if self.labelled:
+            meta["mos_range"] = list(self.info.mos_range)
+            del meta["kind"]  # recorded only for label-free manifests: older sidecars unchanged
         meta.update(
             schema_version=SCHEMA_VERSION,
             manifest_hash=self.content_hash,

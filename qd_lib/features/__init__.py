@@ -9,7 +9,8 @@ methods, the MOS. This package decides where each comes from:
     (``offline``, the default; ``paper``; ``pixels`` for tests), and the feature *spec* that
     notebooks, sweep files and run specs use to name one (:func:`feature_spec`).
 :mod:`qd_lib.features.inputs`
-    :func:`feature_inputs` (the arrays, extracted or read from the embedding cache),
+    :func:`feature_inputs` (the arrays, extracted or read from the embedding cache;
+    :func:`stacked_feature_inputs` for the rows of several datasets at once),
     :func:`baseline_embedding`, :func:`selection_mos` (normalised MOS, the selection API's
     convention), :func:`describe_features` (what a record says about them), and the two derived
     inputs :func:`standardize_blocks` and :func:`soft_cluster_probabilities`.
@@ -27,6 +28,7 @@ from qd_lib.features.inputs import (
     feature_inputs,
     selection_mos,
     soft_cluster_probabilities,
+    stacked_feature_inputs,
     standardize_blocks,
 )
 from qd_lib.features.sets import (
@@ -59,5 +61,6 @@ __all__ = [
     "selection_mos",
     "soft_cluster_probabilities",
     "split_output",
+    "stacked_feature_inputs",
     "standardize_blocks",
 ]

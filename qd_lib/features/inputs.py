@@ -89,11 +89,22 @@ def _encoder_output(dataset, rows, name: str, provenance: dict | None,
     encoder, output = split_output(name)
     emb = extract(dataset.manifest, encoder, root=dataset.root, **extract_options)
     stored = emb.meta.get("rows")
+    source = emb[output] if output else emb.array
     if stored is not None and len(stored) != len(dataset.manifest):
-        raise ValueError(f"The {encoder!r} embedding of {dataset.manifest.name!r} does not hold "
-                         "every row of the manifest (bad images skipped?); fix the images and "
-                         "extract again.")
-    array = np.asarray((emb[output] if output else emb.array)[rows])
+        # Bad images were left out (on_error="skip"): map manifest rows to stored rows.
+        where = np.full(len(dataset.manifest), -1, dtype=np.int64)
+        where[np.asarray(stored, dtype=np.int64)] = np.arange(len(stored))
+        positions = where[rows]
+        if (positions < 0).any():
+            absent = rows[positions < 0]
+            ids = dataset.manifest.table["image_id"].to_numpy()[absent[:5]].tolist()
+            raise ValueError(f"The {encoder!r} embedding of {dataset.manifest.name!r} does not "
+                             f"hold {len(absent)} of the requested rows (bad images left out: "
+                             f"{ids}{' …' if len(absent) > 5 else ''}); fix the images and "
+                             "extract again, or leave these rows out.")
+        array = np.asarray(source[positions])
+    else:
+        array = np.asarray(source[rows])
     if provenance is not None:
         provenance[name] = {"file": emb.path.name, "weights": emb.meta.get("weights_sha256"),
                             "input_policy": emb.meta.get("input_policy"),
@@ -130,13 +141,50 @@ def feature_inputs(roles, dataset, rows, *, feature_set=DEFAULT_FEATURE_SET, see
     -------
     dict of str to ndarray
     """
+    return stacked_feature_inputs(roles, [(dataset, rows)], feature_set=feature_set, seed=seed,
+                                  provenance=provenance, **extract_options)
+
+
+def stacked_feature_inputs(roles, parts, *, feature_set=DEFAULT_FEATURE_SET, seed: int = 0,
+                           provenance: dict | None = None,
+                           **extract_options) -> dict[str, np.ndarray]:
+    """:func:`feature_inputs` over the rows of several datasets, stacked in order.
+
+    Each encoder output is read per dataset (from its own embedding cache) and the blocks are
+    concatenated before the roles are assembled, so the standardised ``embedding`` and the
+    soft-cluster ``probs`` are computed over all rows together, as for one dataset. Used to
+    put images from outside a folder (already rated elsewhere) next to the folder's own.
+
+    Parameters
+    ----------
+    roles : sequence of str
+    parts : sequence of (LoadedDataset, array-like of int)
+        Datasets and their rows, in output order. Rows of images that the extraction left out
+        (``on_error="skip"``) must not be requested.
+    feature_set, seed, provenance, **extract_options
+        As for :func:`feature_inputs`; provenance entries of the second and later datasets are
+        keyed ``"<output> (<dataset name>)"``.
+
+    Returns
+    -------
+    dict of str to ndarray
+    """
     fs = check_feature_spec(feature_set, roles)
-    rows = np.asarray(rows, dtype=np.int64)
+    parts = [(dataset, np.asarray(rows, dtype=np.int64)) for dataset, rows in parts]
+    if not parts:
+        raise ValueError("The 'parts' parameter must hold at least one (dataset, rows) pair.")
     cache: dict[str, np.ndarray] = {}
 
     def output(name: str) -> np.ndarray:
         if name not in cache:
-            cache[name] = _encoder_output(dataset, rows, name, provenance, **extract_options)
+            blocks = []
+            for i, (dataset, rows) in enumerate(parts):
+                found = {} if provenance is not None else None
+                blocks.append(_encoder_output(dataset, rows, name, found, **extract_options))
+                if found:
+                    key = name if i == 0 else f"{name} ({dataset.manifest.name})"
+                    provenance[key] = found[name]
+            cache[name] = blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
         return cache[name]
 
     out = {}

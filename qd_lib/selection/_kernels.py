@@ -288,27 +288,33 @@ def farthest_first(dist_to: Callable[[int], np.ndarray], n: int, budget: int, fi
 
 def farthest_first_loop(m: np.ndarray, budget: int, first: int,
                         add_centre: Callable[[int, int, np.ndarray], None], *,
-                        bar=None) -> tuple[np.ndarray, np.ndarray]:
+                        bar=None, initial=()) -> tuple[np.ndarray, np.ndarray]:
     """The farthest-first loop around a running minimum ``m``, lowered by ``add_centre``.
 
     ``m`` holds every point's distance to ``first`` and is updated in place; picked points are
     set to ``-inf`` before ``add_centre(t, p, m)`` lowers ``m`` for the ``t``-th centre ``p``
     (every unpicked entry to at most its distance to ``p``). Returns ``(picks, radii)`` as
     :func:`farthest_first` does.
+
+    ``initial`` (points already selected, ``initial[0] == first``) makes the first
+    ``len(initial)`` picks those points, in order; the traversal continues from them and the
+    bar advances only for the picks after them. Their ``radii`` entries before the last one are
+    not covering radii.
     """
     picks = np.empty(budget, dtype=np.int64)
     radii = np.empty(budget, dtype=np.float64)
+    n_initial = len(initial)
     picks[0] = first
     m[first] = -np.inf
-    if bar is not None:
+    if bar is not None and not n_initial:
         bar.update(1)
     for t in range(1, budget):
-        p = int(np.argmax(m))
+        p = int(initial[t]) if t < n_initial else int(np.argmax(m))
         radii[t - 1] = max(m[p], 0.0)
         picks[t] = p
         m[p] = -np.inf
         add_centre(t, p, m)
-        if bar is not None:
+        if bar is not None and t >= n_initial:
             bar.update(1)
     radii[budget - 1] = max(float(m.max()), 0.0)  # -inf (no point left) gives 0
     return picks, radii

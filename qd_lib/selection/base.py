@@ -230,6 +230,34 @@ def _coerce_mos(mos, n: int) -> np.ndarray | None:
     return arr
 
 
+INITIAL_OPTION = "initial"
+"""The option naming rows that count as already selected (see :func:`select`)."""
+
+
+def conditioning_methods() -> list[str]:
+    """Methods that take the ``initial`` option: they can continue from rows already selected
+    (rated), picking the next ones given them."""
+    _load_builtin_methods()
+    return sorted(name for name, spec in _REGISTRY.items() if INITIAL_OPTION in spec.options)
+
+
+def _coerce_initial(initial, n: int) -> np.ndarray:
+    arr = np.asarray(initial)
+    if arr.ndim != 1 or (arr.size and not np.issubdtype(arr.dtype, np.integer)):
+        raise TypeError(f"The 'initial' parameter must be a 1-D sequence of row indices. Got "
+                        f"{initial!r:.80} instead.")
+    arr = arr.astype(np.int64)
+    if arr.size and (arr.min() < 0 or arr.max() >= n):
+        bad = int(arr[(arr < 0) | (arr >= n)][0])
+        raise ValueError(f"The 'initial' parameter must hold row indices in [0, {n}). Got "
+                         f"{bad} in it.")
+    if len(np.unique(arr)) != len(arr):
+        values, counts = np.unique(arr, return_counts=True)
+        raise ValueError(f"The 'initial' parameter must not repeat a row. Got row "
+                         f"{int(values[counts > 1][0])} more than once.")
+    return arr
+
+
 def select(method: str, features, budget, *, mos=None, seed: int | None = 0,
            **options) -> Selection:
     """Select a coreset with any registered method.
@@ -251,7 +279,16 @@ def select(method: str, features, budget, *, mos=None, seed: int | None = 0,
     seed : int or None, default=0
         Seed of the method's own random generator; global random state is never touched.
     **options
-        Method-specific options; see ``get_method(method).options``.
+        Method-specific options; see ``get_method(method).options``. The methods listed by
+        :func:`conditioning_methods` (``qdiverse`` and its extensions, ``kcenter``,
+        ``herding``, ``random``) share the option ``initial``: row indices that count as
+        already selected (images rated before), in the order they were selected. The
+        selection then continues from them: ``budget`` *new* rows, never one of ``initial``
+        (``budget ≤ n_samples − len(initial)``; a fraction is of ``n_samples``). For the
+        greedy methods, conditioning on the first picks of a run and asking for ``k`` more
+        gives that run's next ``k`` picks (Q-Diverse: within a batch, and batch by batch for
+        its picks at a smaller budget; see its docstring). An empty ``initial`` is the same as
+        none.
 
     Returns
     -------
@@ -278,10 +315,27 @@ def select(method: str, features, budget, *, mos=None, seed: int | None = 0,
         raise TypeError(f"The 'seed' parameter must be None or an int. Got {seed!r} instead.")
     known = spec.options
     unknown = sorted(set(options) - set(known))
+    if INITIAL_OPTION in unknown:
+        raise TypeError(
+            f"Method {method!r} cannot continue from rows already selected (the 'initial' "
+            f"option). Methods that can: {conditioning_methods()}.")
     if unknown:
         raise TypeError(
             f"Unknown option(s) {unknown} for method {method!r}. Valid options: {sorted(known)}."
         )
+    initial = None
+    if options.get(INITIAL_OPTION) is not None:
+        initial = _coerce_initial(options[INITIAL_OPTION], n)
+        if len(initial) == 0:
+            initial = None
+            del options[INITIAL_OPTION]
+        else:
+            options[INITIAL_OPTION] = initial
+            if size > n - len(initial):
+                raise ValueError(
+                    f"The 'budget' parameter must be at most {n - len(initial)} (the "
+                    f"{n} rows less the {len(initial)} in 'initial', which are never picked "
+                    f"again). Got {size} instead.")
     if size == 0:  # an empty coreset needs no method run
         return Selection(indices=np.empty(0, dtype=np.int64), method=method, budget=0,
                          n_samples=n, seed=None if seed is None else int(seed),
@@ -296,6 +350,10 @@ def select(method: str, features, budget, *, mos=None, seed: int | None = 0,
             f"Method {method!r} returned an invalid selection: expected {size} unique indices "
             f"in [0, {n}), got shape {indices.shape}."
         )
+    if initial is not None and np.isin(indices, initial).any():
+        raise RuntimeError(  # a bug in the method, never a user error
+            f"Method {method!r} picked a row of 'initial' again "
+            f"({int(indices[np.isin(indices, initial)][0])}).")
     gains = None if out.gains is None else np.asarray(out.gains, dtype=np.float64)
     return Selection(indices=indices, method=method, budget=size, n_samples=n,
                      seed=None if seed is None else int(seed), params=dict(out.params),

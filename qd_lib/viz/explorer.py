@@ -23,6 +23,14 @@ selection record under ``runs_dir()/"selections"`` is reused
 Embeddings and layouts are computed on first use per (dataset, feature set); everything is also
 kept in memory, so flipping back to a setting seen before is instant.
 
+Label-free datasets (a folder of images not rated yet, e.g. ``explore("data/sample-photos/")``;
+see :mod:`qd_lib.data.folder`) are shown with the MOS panels hidden: the map of every readable
+image is grey with the picks in red, the coverage table keeps the size and the covering radius,
+the thumbnails have no MOS column. ``rated=`` names images already rated (ids or paths, as for
+``python -m qd_lib select``): they are marked on the map and the picks are conditioned on them
+(:mod:`qd_lib.selection.images`); the fraction is of the readable images and counts new picks.
+Such coresets are selected on the spot, not saved as records.
+
 >>> from qd_lib.viz import explore
 >>> ex = explore("proxy-tiny", method="kcenter", fraction=0.1)   # doctest: +SKIP
 >>> ex                        # the last expression of a cell displays it # doctest: +SKIP
@@ -46,7 +54,7 @@ import ipywidgets as W
 import numpy as np
 
 from qd_lib.analysis import covering_radius, mos_coverage, tsne_layout
-from qd_lib.data import fraction_label, open_dataset
+from qd_lib.data import coreset_size, fraction_label, open_dataset
 from qd_lib.features import FEATURE_SETS, NORMALIZED_MOS_RANGE, feature_inputs, selection_mos
 from qd_lib.paths import data_root, display_path, runs_dir
 from qd_lib.selection import available_methods, get_method
@@ -102,6 +110,8 @@ class _View:
     thumbnails_html: str
     coreset_source: str
     record: Path | None
+    labelled: bool = True
+    n_rated: int = 0
 
 
 class CoresetExplorer:
@@ -149,6 +159,10 @@ class CoresetExplorer:
     extract_options : dict, optional
         Passed to :func:`qd_lib.encoders.extract` when embeddings must be computed
         (``batch_size``, ``device``, ...).
+    rated : sequence of str, optional
+        Label-free datasets only: images already rated (image ids, paths or list files, as
+        :func:`qd_lib.selection.images.resolve_rated` reads them); the coresets are the next
+        picks given them.
 
     Attributes
     ----------
@@ -184,7 +198,7 @@ class CoresetExplorer:
                  fractions: Sequence[float] = PAPER_FRACTIONS, n_thumbnails: int = 24,
                  thumbnail_size: int = 64, bins: int = 10, perplexity: float = 30.0,
                  selections_dir=None, tsne_dir=None, use_records: bool = True,
-                 extract_options: dict | None = None):
+                 extract_options: dict | None = None, rated: Sequence[str] | None = None):
         check_scalar(dataset, "dataset", str)
         check_scalar(scheme, "scheme", str)
         check_scalar(seed, "seed", numbers.Integral, min_val=0)
@@ -243,7 +257,16 @@ class CoresetExplorer:
         self._seconds = 0.0
         self._suspended = False
 
-        self._open(dataset)  # a bad dataset name fails here, not in the UI
+        if rated is not None and (isinstance(rated, str) or not isinstance(rated, Sequence)):
+            raise TypeError(f"The 'rated' parameter must be a sequence of image ids or paths. "
+                            f"Got {rated!r} instead.")
+        self.rated = tuple(rated or ())
+        self._candidates: dict[tuple, object] = {}
+
+        opened = self._open(dataset)  # a bad dataset name fails here, not in the UI
+        if self.rated and opened.labelled:
+            raise ValueError(f"The 'rated' parameter applies to label-free datasets (a folder of "
+                             f"images); {dataset!r} has MOS.")
 
         wide = {"description_width": "initial"}
         self.dataset_menu = W.Dropdown(options=list(datasets), value=dataset,
@@ -361,11 +384,15 @@ class CoresetExplorer:
         dict
             ``dataset``, ``feature_set``, ``method``, ``fraction``, ``seed``, ``scheme``,
             ``n_train``, ``n_selected``, ``proxy``, ``coverage`` (the :data:`COVERAGE_KEYS`
-            numbers), ``coreset_source`` (``"record"``: read from a selection record,
-            ``"selected"``: selected and saved now), ``record`` (its path, relative to the
-            repository where possible), ``from_cache`` (served from memory), ``seconds`` (of the
-            last update) and ``error`` (``None``, or the message shown in the status line).
-            After an error the numbers are ``None`` and ``coverage`` is empty.
+            numbers; only ``covering_radius`` for a label-free dataset), ``coreset_source``
+            (``"record"``: read from a selection record, ``"selected"``: selected and saved now,
+            ``"label-free"``: selected now, not saved), ``record`` (its path, relative to the
+            repository where possible), ``labelled`` (False: no MOS, MOS panels hidden),
+            ``n_rated`` (images already rated, label-free only), ``from_cache`` (served from
+            memory), ``seconds`` (of the last update) and ``error`` (``None``, or the message
+            shown in the status line). After an error the numbers are ``None`` and
+            ``coverage`` is empty. For a label-free dataset ``n_train`` is the number of
+            readable images.
         """
         view = None if self._error else self._view
         return {
@@ -381,6 +408,8 @@ class CoresetExplorer:
             "coverage": dict(view.coverage) if view else {},
             "coreset_source": view.coreset_source if view else None,
             "record": display_path(view.record) if view and view.record else None,
+            "labelled": view.labelled if view else None,
+            "n_rated": view.n_rated if view else None,
             "from_cache": self._from_cache if view else False,
             "seconds": round(self._seconds, 3),
             "error": self._error,
@@ -417,19 +446,30 @@ class CoresetExplorer:
     def _show(self, view: _View) -> None:
         self._view, self._error = view, None
         proxy = " — PROXY MOS (full-reference metrics, not human ratings)" if view.proxy else ""
-        self.title.value = (f"<b>Coreset explorer</b>: {html.escape(view.dataset)}, training "
-                            f"split '{html.escape(self.scheme)}' ({view.n_train} images)"
-                            f"{html.escape(proxy)}")
+        if view.labelled:
+            self.title.value = (f"<b>Coreset explorer</b>: {html.escape(view.dataset)}, "
+                                f"training split '{html.escape(self.scheme)}' ({view.n_train} "
+                                f"images){html.escape(proxy)}")
+        else:
+            rated = f", {view.n_rated} already rated" if view.n_rated else ""
+            self.title.value = (f"<b>Coreset explorer</b>: {html.escape(view.dataset)} "
+                                f"({view.n_train} readable images{rated}) — label-free: no "
+                                "MOS, MOS panels hidden")
+        self.mos_image.layout.display = None if view.labelled else "none"
         self.tsne_image.value = view.tsne_png
         self.mos_image.value = view.mos_png
         self.coverage_html.value = view.coverage_html
         self.thumbnails_html.value = view.thumbnails_html
-        where = {"record": f"read from {display_path(view.record)}",
-                 "selected": f"selected, record saved to {display_path(view.record)}"
-                 }.get(view.coreset_source, view.coreset_source)
+        if view.coreset_source == "label-free":
+            where = "selected now, given the rated images" if view.n_rated else "selected now"
+        else:
+            where = {"record": f"read from {display_path(view.record)}",
+                     "selected": f"selected, record saved to {display_path(view.record)}"
+                     }.get(view.coreset_source, view.coreset_source)
         cached = "from memory" if self._from_cache else f"{self._seconds:.2f} s"
+        images = "training images" if view.labelled else "images"
         self._set_status("ok", f"{self._describe(self._key())}: {len(view.picks)} of "
-                               f"{view.n_train} training images ({where}; {cached})")
+                               f"{view.n_train} {images} ({where}; {cached})")
 
     def _show_error(self, label: str, exc: Exception) -> None:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
@@ -494,9 +534,55 @@ class CoresetExplorer:
         self._coresets[key] = coreset
         return coreset
 
+    def _label_free_candidates(self, ds, fs: str):
+        key = (ds.name, fs)
+        if key not in self._candidates:
+            from qd_lib.selection.images import load_candidates
+
+            self._candidates[key] = load_candidates(
+                ds, feature_set=fs, seed=self.seed, rated=list(self.rated) or None,
+                extract_options=self.extract_options)
+        return self._candidates[key]
+
+    def _compute_label_free(self, ds, key: tuple, label: str) -> _View:
+        """The view of a label-free dataset: map, covering radius, thumbnails; no MOS."""
+        name, fs, method, fraction = key
+        self._set_status("busy", f"selecting… {label} (embeddings)")
+        found = self._label_free_candidates(ds, fs)
+        n = found.n_candidates
+        budget = coreset_size(n, fraction)
+        if key not in self._coresets:
+            self._set_status("busy", f"selecting… {label} ({budget} of {n} images)")
+            started = time.perf_counter()
+            sel = found.select(method, budget, seed=self.seed)
+            self._coresets[key] = _Coreset(sel.indices, "label-free", None,
+                                           time.perf_counter() - started)
+        picks = self._coresets[key].indices
+        embedding = found.features["embedding"]
+        self._set_status("busy", f"selecting… {label} (t-SNE layout)")
+        layout = self._layout(ds, fs, embedding)
+        covered = np.union1d(found.rated, picks)
+        coverage = {"covering_radius": float(covering_radius(embedding, covered))}
+        after = f" after {len(found.rated)} rated" if len(found.rated) else ""
+        title = f"{ds.name} · {method} {fraction_label(fraction)} ({len(picks)}/{n}){after}"
+        tsne_png = _render_tsne(layout, None, picks, title=f"{title}\nt-SNE of the {fs} "
+                                f"embedding (no MOS)", proxy=False, rated=found.rated)
+        return _View(
+            dataset=ds.name, feature_set=fs, method=method, fraction=fraction, n_train=n,
+            proxy=False, picks=picks, image_ids=found.image_ids(picks), coverage=coverage,
+            tsne_png=tsne_png, mos_png=b"",
+            coverage_html=_label_free_table_html(coverage["covering_radius"],
+                                                 n_selected=len(picks), n=n,
+                                                 n_rated=len(found.rated), feature_set=fs),
+            thumbnails_html=self._thumbnails_html(ds, found.rows, picks, proxy=False),
+            coreset_source="label-free", record=None, labelled=False,
+            n_rated=len(found.rated))
+
     def _compute(self, key: tuple, label: str) -> _View:
         name, fs, method, fraction = key
         ds = self._open(name)
+        if not ds.labelled:
+            return self._compute_label_free(ds, key, label)
         rows = ds.indices("train")
         table = ds.manifest.table
         mos = table["mos"].to_numpy(dtype=np.float64)[rows]
@@ -556,7 +642,8 @@ class CoresetExplorer:
         table = ds.manifest.table
         extra = [c for c in ("distortion", "level") if c in table.columns
                  and table[c].notna().any()]
-        head = ["pick", "image", "image_id", "proxy MOS" if proxy else "MOS", *extra]
+        mos_head = ["proxy MOS" if proxy else "MOS"] if ds.labelled else []
+        head = ["pick", "image", "image_id", *mos_head, *extra]
         shown = picks[:self.n_thumbnails]
         cell = 'style="padding:2px 8px;border-bottom:1px solid #ddd;text-align:left"'
         lines = [f'<div style="font-size:12px"><b>First {len(shown)} of {len(picks)} picks, in '
@@ -570,8 +657,9 @@ class CoresetExplorer:
             thumb = self._thumbnail(ds, row)
             image = (f'<img src="data:image/png;base64,{thumb}" '
                      f'alt="{html.escape(str(record["image_id"]))}">' if thumb else "missing")
-            values = [str(rank), image, html.escape(str(record["image_id"])),
-                      f"{float(record['mos']):.3f}"]
+            values = [str(rank), image, html.escape(str(record["image_id"]))]
+            if ds.labelled:
+                values.append(f"{float(record['mos']):.3f}")
             for column in extra:
                 value = record[column]
                 if column == "level" and isinstance(value, numbers.Real) and not (
@@ -669,7 +757,7 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
-def _render_tsne(layout, mos, picks, *, title: str, proxy: bool) -> bytes:
+def _render_tsne(layout, mos, picks, *, title: str, proxy: bool, rated=None) -> bytes:
     import matplotlib
 
     from qd_lib.viz.figures import STYLE
@@ -678,7 +766,10 @@ def _render_tsne(layout, mos, picks, *, title: str, proxy: bool) -> bytes:
     with matplotlib.rc_context({**STYLE, "savefig.bbox": "tight"}):
         fig = _figure((4.6, 4.0))
         ax = fig.add_subplot()
-        mappable = plot_coreset_map(layout, mos, picks, ax=ax, title=title, point_size=10)
+        mappable = plot_coreset_map(layout, mos, picks, ax=ax, title=title, point_size=10,
+                                    rated=rated, legend=mos is None)
+        if mos is None:  # label-free: nothing to colour by
+            return _png(fig)
         bar = fig.colorbar(mappable, ax=ax, shrink=0.8, pad=0.02)
         bar.set_label("proxy MOS" if proxy else "MOS")
         bar.solids.set(alpha=1)
@@ -697,6 +788,22 @@ def _render_mos(mos_full, mos_subset, *, mos_range, label: str, title: str, prox
         plot_mos_coverage(mos_full, mos_subset, mos_range=mos_range, ax=ax, label=label,
                           title=title, proxy=proxy)
         return _png(fig)
+
+
+def _label_free_table_html(radius: float, *, n_selected: int, n: int, n_rated: int,
+                           feature_set: str) -> str:
+    cell = 'style="padding:2px 10px;border-bottom:1px solid #ddd;text-align:left"'
+    rows = [("n_selected", "new picks", f"{n_selected} of {n}", ""),
+            ("n_rated", "already rated", str(n_rated), ""),
+            ("covering_radius", f"covering radius of rated + picks (normalised), "
+                                f"{feature_set} embedding", f"{radius:.3f}", "lower")]
+    body = "".join(f'<tr data-key="{html.escape(k)}">' + "".join(
+        f"<td {cell}>{html.escape(v)}</td>" for v in (label, value, better)) + "</tr>"
+        for k, label, value, better in rows)
+    return ('<div style="font-size:12px"><b>Coverage of the images (no MOS: label-free)</b>'
+            '<table class="qd-coverage-table" style="border-collapse:collapse">'
+            f"<thead><tr><th {cell}>measure</th><th {cell}>value</th>"
+            f"<th {cell}>better</th></tr></thead><tbody>{body}</tbody></table></div>")
 
 
 def _coverage_table_html(coverage: dict, *, n_selected: int, n_train: int, bins: int,

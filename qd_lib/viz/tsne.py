@@ -19,42 +19,63 @@ def _density(points: np.ndarray) -> np.ndarray:
         return np.ones(len(points))
 
 
+RATED_COLOUR = "#0072B2"
+"""Colour of the images already rated on a label-free map (Okabe–Ito blue)."""
+
+
 def plot_coreset_map(layout, mos, selected, *, ax=None, title: str | None = None,
-                     mos_norm=None, point_size: float = 6.0):
+                     mos_norm=None, point_size: float = 6.0, rated=None, legend: bool = False):
     """One map: all images coloured by MOS, the coreset in red shaded by local density.
 
     Parameters
     ----------
     layout : ndarray of shape (n, 2)
         t-SNE coordinates (see :func:`qd_lib.analysis.tsne.tsne_layout`).
-    mos : array-like of shape (n,)
+    mos : array-like of shape (n,) or None
+        ``None`` for images without MOS (a label-free set): every image is drawn in grey.
     selected : array-like of int
         Coreset row indices.
     ax : matplotlib Axes, optional
     title : str, optional
     mos_norm : matplotlib Normalize, optional
         Shared colour scale for grids.
+    rated : array-like of int, optional
+        Rows already rated before this selection, drawn as blue squares under the coreset.
+    legend : bool, default=False
+        Add a legend naming the point kinds.
 
     Returns
     -------
     matplotlib.collections.PathCollection
-        The MOS scatter (for a colour bar).
+        The MOS scatter (for a colour bar; the grey scatter when ``mos`` is ``None``).
     """
     if ax is None:
         _, ax = plt.subplots(figsize=(3.2, 3.2))
     layout = np.asarray(layout)
-    mos = np.asarray(mos, dtype=np.float64)
     idx = np.asarray(selected, dtype=np.int64)
-    norm = mos_norm or colors.Normalize(mos.min(), mos.max())
-    background = ax.scatter(layout[:, 0], layout[:, 1], c=mos, cmap="viridis", norm=norm,
-                            s=point_size, alpha=0.35, linewidths=0, rasterized=True)
+    if mos is None:
+        background = ax.scatter(layout[:, 0], layout[:, 1], c="0.6", s=point_size, alpha=0.45,
+                                linewidths=0, rasterized=True, label="candidates")
+    else:
+        mos = np.asarray(mos, dtype=np.float64)
+        norm = mos_norm or colors.Normalize(mos.min(), mos.max())
+        background = ax.scatter(layout[:, 0], layout[:, 1], c=mos, cmap="viridis", norm=norm,
+                                s=point_size, alpha=0.35, linewidths=0, rasterized=True,
+                                label="images")
+    if rated is not None and len(rated):
+        done = np.asarray(rated, dtype=np.int64)
+        ax.scatter(layout[done, 0], layout[done, 1], marker="s", s=point_size * 2.2,
+                   facecolors="none", edgecolors=RATED_COLOUR, linewidths=0.9,
+                   rasterized=True, label=f"already rated ({len(done)})")
     if len(idx):
         dens = _density(layout[idx])
         order = np.argsort(dens)  # dense points drawn last
         shade = 0.45 + 0.55 * (dens - dens.min()) / (np.ptp(dens) or 1.0)
         ax.scatter(layout[idx[order], 0], layout[idx[order], 1],
                    c=cm.Reds(shade[order]), s=point_size * 1.8, linewidths=0.2,
-                   edgecolors="darkred", rasterized=True)
+                   edgecolors="darkred", rasterized=True, label=f"picks ({len(idx)})")
+    if legend:
+        ax.legend(loc="best", frameon=True, framealpha=0.8, markerscale=1.5)
     ax.set_xticks([])
     ax.set_yticks([])
     ax.grid(False)

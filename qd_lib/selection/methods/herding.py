@@ -30,7 +30,7 @@ _PLAIN_STRETCH, _MAX_PLAIN_STRETCH = 64, 1024
 
 
 def herding_greedy(W: np.ndarray, sq: np.ndarray, budget: int, *, farthest: bool = False,
-                   exact_rows=None, bar=None) -> tuple[np.ndarray, np.ndarray, dict]:
+                   exact_rows=None, bar=None, initial=()) -> tuple[np.ndarray, np.ndarray, dict]:
     """Exact greedy herding: scores screened in ``W``'s precision, decided in float64.
 
     With ``W`` centred on the data mean ``μ`` and ``S_t`` the sum of the (centred) picks, the
@@ -74,12 +74,16 @@ def herding_greedy(W: np.ndarray, sq: np.ndarray, budget: int, *, farthest: bool
         float64, exact when ``W`` is float64).
     bar : tqdm, optional
         Advanced once per accepted pick.
+    initial : sequence of int, optional
+        Rows already selected: herding starts from their sum ``S_0`` (added in order, as the
+        picks are), never picks them, and makes ``budget`` new picks. Conditioning on a run's
+        first picks continues that run exactly.
 
     Returns
     -------
     picks : ndarray of int64, shape (budget,)
     discrepancy : ndarray of float64, shape (budget,)
-        ``‖mean(picks[:t+1]) − μ‖`` after each pick.
+        ``‖mean(initial + picks[:t+1]) − μ‖`` after each pick.
     stats : dict
         ``blocks`` checked, ``corrections`` (blocks cut short by the check),
         ``plain_steps`` (picks made with one pass each) and ``exact_checks`` (decisions the
@@ -101,6 +105,10 @@ def herding_greedy(W: np.ndarray, sq: np.ndarray, budget: int, *, farthest: bool
     half = 0.5 * sign * sq  # +inf marks picked rows
     h_est = half.copy()  # recent screened scores: rank the rows proposals come from
     S = np.zeros(d, dtype=np.float64)
+    t0 = len(initial)  # rows already selected: the start state, as if picked before
+    for q in initial:
+        np.add(S, exact_rows([q])[0], out=S)
+        half[q] = h_est[q] = np.inf
     picks = np.empty(budget, dtype=np.int64)
     disc = np.empty(budget, dtype=np.float64)
     stats = {"blocks": 0, "corrections": 0, "plain_steps": 0, "exact_checks": 0}
@@ -122,7 +130,7 @@ def herding_greedy(W: np.ndarray, sq: np.ndarray, budget: int, *, farthest: bool
         half[q] = h_est[q] = np.inf
         picks[t] = q
         t += 1
-        disc[t - 1] = float(np.sqrt(S @ S)) / t
+        disc[t - 1] = float(np.sqrt(S @ S)) / (t0 + t)
         if bar is not None:
             bar.update(1)
 
@@ -138,7 +146,7 @@ def herding_greedy(W: np.ndarray, sq: np.ndarray, budget: int, *, farthest: bool
             stats["plain_steps"] += 1
             continue
         k = min(k, budget - t)
-        avail = n - t
+        avail = n - t0 - t
         L = min(avail, max(4 * k, _MIN_CANDIDATES))
         if L >= avail:
             pool = np.flatnonzero(np.isfinite(half))
@@ -224,8 +232,8 @@ def _verify_block(W, half, h_est, S, spec_rows, spec, sign, err, decide) -> list
     return spec.tolist()
 
 
-def _herd_rows(X, budget, dtype, farthest, bar, device=None):
-    if device is not None:  # backend="torch"
+def _herd_rows(X, budget, dtype, farthest, bar, device=None, initial=()):
+    if device is not None:  # backend="torch" (no initial rows: checked by the caller)
         from qd_lib.selection._torch_kernels import herding_torch
 
         return herding_torch(X, budget, dtype, farthest=farthest, device=device, bar=bar)
@@ -236,7 +244,8 @@ def _herd_rows(X, budget, dtype, farthest, bar, device=None):
         return np.asarray(X[np.asarray(idx)], dtype=np.float64) - mean
 
     with single_thread_blas():
-        return herding_greedy(W, sq, budget, farthest=farthest, exact_rows=exact_rows, bar=bar)
+        return herding_greedy(W, sq, budget, farthest=farthest, exact_rows=exact_rows, bar=bar,
+                              initial=initial)
 
 
 @register("herding", inputs=("embedding",), needs_mos=False, stochastic=False)
@@ -244,7 +253,8 @@ def herding_selection(features: dict[str, np.ndarray], budget: int, *, mos=None,
                       random_state: np.random.Generator, variant: str = "classic",
                       dtype: str = "float32", balance: bool = False, n_bins: int = 5,
                       binning: str = "equal_width", progress: bool | None = None,
-                      backend: str = "numpy", device: str = "cpu") -> MethodOutput:
+                      backend: str = "numpy", device: str = "cpu",
+                      initial=None) -> MethodOutput:
     """Herding: greedily match the coreset mean to the data mean (or DeepCore's argmax rule).
 
     References: Welling, "Herding dynamical weights to learn", ICML 2009; Chen, Welling &
@@ -300,6 +310,11 @@ def herding_selection(features: dict[str, np.ndarray], budget: int, *, mos=None,
         :mod:`qd_lib.selection._torch_kernels`).
     device : str, default="cpu"
         ``"cpu"``, ``"cuda"``, ``"cuda:<index>"`` or ``"auto"`` with ``backend="torch"``.
+    initial : array of int, optional
+        Rows already selected (rated), in the order they were selected: herding starts from
+        their sum, as if it had picked them, and makes ``budget`` new picks toward the mean of
+        all rows (see :func:`herding_greedy`); ``gains`` then measure the initial and new
+        picks together. Not with ``balance`` or ``backend="torch"``.
     """
     X = features["embedding"]
     check_option(variant, "variant", HERDING_VARIANTS)
@@ -311,11 +326,23 @@ def herding_selection(features: dict[str, np.ndarray], budget: int, *, mos=None,
               "binning": binning, "backend": backend, "device": torch_device or "cpu"}
     farthest = variant == "deepcore"
     work_dtype = resolve_dtype(dtype)
+    if initial is not None:
+        if balance:
+            raise ValueError("The 'initial' parameter of herding cannot be combined with "
+                             "balance=True.")
+        if torch_device is not None:
+            raise ValueError("The 'initial' parameter of herding runs on backend='numpy' only. "
+                             f"Got backend={backend!r}.")
+        initial = np.asarray(initial, dtype=np.int64)
+        params["initial"] = initial.tolist()
     with progress_bar(total=budget, desc=f"herding ({variant})", enabled=progress) as bar:
         if not balance:
-            picks, disc, stats = _herd_rows(X, budget, work_dtype, farthest, bar, torch_device)
+            picks, disc, stats = _herd_rows(X, budget, work_dtype, farthest, bar, torch_device,
+                                            initial=() if initial is None else initial)
             logger.debug("herding (%s): %s", variant, stats)
             info = {"mean_discrepancy": float(disc[-1]), **stats}
+            if initial is not None:
+                info["n_initial"] = len(initial)
             return MethodOutput(indices=picks, params=params, info=info, gains=disc)
         if mos is None:
             raise ValueError("The 'mos' parameter is required when balance=True (herding).")

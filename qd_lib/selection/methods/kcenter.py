@@ -28,7 +28,7 @@ FIRST_DRAWS = ("generator", "deepcore")
 
 
 def farthest_first_pruned(W: np.ndarray, sq: np.ndarray, budget: int, first: int, *,
-                          bar=None) -> tuple[np.ndarray, np.ndarray, dict]:
+                          bar=None, initial=()) -> tuple[np.ndarray, np.ndarray, dict]:
     """Exact farthest-first traversal in Euclidean distance, pruned by the triangle inequality.
 
     Every point belongs to the cell of its nearest centre and ``m_i`` is its squared distance
@@ -53,6 +53,9 @@ def farthest_first_pruned(W: np.ndarray, sq: np.ndarray, budget: int, first: int
         First centre.
     bar : tqdm, optional
         Advanced once per pick.
+    initial : sequence of int, optional
+        Centres already chosen (``initial[0] == first``): the first ``len(initial)`` picks,
+        in order (:func:`~qd_lib.selection._kernels.farthest_first_loop`).
 
     Returns
     -------
@@ -123,19 +126,20 @@ def farthest_first_pruned(W: np.ndarray, sq: np.ndarray, budget: int, first: int
         cell_r2[t] = 0.0
         np.maximum.at(cell_r2, touched_assign, np.maximum(touched_m, 0.0))
 
-    picks, radii = farthest_first_loop(m, budget, first, add_centre, bar=bar)
+    picks, radii = farthest_first_loop(m, budget, first, add_centre, bar=bar, initial=initial)
     return picks, radii, {"rows_examined": round(examined / n, 3)}
 
 
-def _kcenter_rows(X: np.ndarray, budget: int, first: int, dtype, bar, device=None
-                  ) -> tuple[np.ndarray, np.ndarray, dict]:
-    if device is not None:  # backend="torch"
+def _kcenter_rows(X: np.ndarray, budget: int, first: int, dtype, bar, device=None,
+                  initial=()) -> tuple[np.ndarray, np.ndarray, dict]:
+    if device is not None:  # backend="torch" (no initial centres: checked by the caller)
         from qd_lib.selection._torch_kernels import kcenter_torch
 
         return kcenter_torch(X, budget, first, dtype, device=device, bar=bar)
     W, sq = working_copy(X, dtype)
     with single_thread_blas():  # many small GEMVs: threads only add synchronisation
-        picks, radii_sq, stats = farthest_first_pruned(W, sq, budget, first, bar=bar)
+        picks, radii_sq, stats = farthest_first_pruned(W, sq, budget, first, bar=bar,
+                                                       initial=initial)
     return picks, np.sqrt(radii_sq), stats
 
 
@@ -145,7 +149,8 @@ def kcenter_selection(features: dict[str, np.ndarray], budget: int, *, mos=None,
                       first_draw: str = "generator", dtype: str = "float32",
                       balance: bool = False, n_bins: int = 5,
                       binning: str = "equal_width", progress: bool | None = None,
-                      backend: str = "numpy", device: str = "cpu") -> MethodOutput:
+                      backend: str = "numpy", device: str = "cpu",
+                      initial=None) -> MethodOutput:
     """k-Center Greedy: farthest-first traversal in Euclidean distance (DeepCore's procedure).
 
     Reference: Sener & Savarese, "Active Learning for Convolutional Neural Networks: A Core-Set
@@ -184,7 +189,7 @@ def kcenter_selection(features: dict[str, np.ndarray], budget: int, *, mos=None,
       miss the total), and every bin draws its own first centre from the seeded stream
       (``first_draw="deepcore"``: each bin restarts the legacy stream from the seed, as
       DeepCore restarts it for every class).
-    * ``already_selected`` (incremental selection) is not offered.
+    * DeepCore's ``already_selected`` is the ``initial`` option (below).
 
     Options
     -------
@@ -211,6 +216,12 @@ def kcenter_selection(features: dict[str, np.ndarray], budget: int, *, mos=None,
         steps its round-off bound cannot certify).
     device : str, default="cpu"
         ``"cpu"``, ``"cuda"``, ``"cuda:<index>"`` or ``"auto"`` with ``backend="torch"``.
+    initial : array of int, optional
+        Rows already selected (rated), in the order they were selected: they are the first
+        centres, no centre is drawn, and the traversal continues from them (``budget`` new
+        centres). Conditioning on a run's first picks continues that run exactly.
+        ``gains`` are the covering radii of the initial and new centres together. Not with
+        ``balance``, ``first_index`` or ``backend="torch"``.
     """
     X = features["embedding"]
     n = X.shape[0]
@@ -233,6 +244,15 @@ def kcenter_selection(features: dict[str, np.ndarray], budget: int, *, mos=None,
               "first_draw": first_draw, "dtype": dtype, "balance": balance, "n_bins": n_bins,
               "binning": binning, "backend": backend, "device": torch_device or "cpu"}
     work_dtype = resolve_dtype(dtype)
+    if initial is not None:
+        if balance or first_index is not None:
+            raise ValueError("The 'initial' parameter of kcenter fixes the first centres, so it "
+                             "cannot be combined with balance=True or 'first_index'.")
+        if torch_device is not None:
+            raise ValueError("The 'initial' parameter of kcenter runs on backend='numpy' only. "
+                             f"Got backend={backend!r}.")
+        return _kcenter_from(X, budget, np.asarray(initial, dtype=np.int64), work_dtype,
+                             progress, params)
     info: dict = {}
     with progress_bar(total=budget, desc="k-center", enabled=progress) as bar:
         if not balance:
@@ -261,6 +281,18 @@ def kcenter_selection(features: dict[str, np.ndarray], budget: int, *, mos=None,
                     covering_radius_per_bin=[r for _, r in per_bin])
         return MethodOutput(indices=merged.indices, params=params, info=info,
                             gains=merged.gains)
+
+
+def _kcenter_from(X: np.ndarray, budget: int, initial: np.ndarray, work_dtype, progress,
+                  params: dict) -> MethodOutput:
+    """k-Center continued from the centres ``initial`` (already selected): ``budget`` more."""
+    s = len(initial)
+    with progress_bar(total=budget, desc="k-center", enabled=progress) as bar:
+        picks, radii, stats = _kcenter_rows(X, s + budget, int(initial[0]), work_dtype, bar,
+                                            initial=initial)
+    info = {"n_initial": s, "covering_radius": float(radii[-1]), **stats}
+    return MethodOutput(indices=picks[s:], params={**params, "initial": initial.tolist()},
+                        info=info, gains=radii[s:])
 
 
 def _deepcore_draw(random_state: np.random.Generator):

@@ -8,11 +8,22 @@ from qd_lib.selection.base import MethodOutput, register
 
 @register("random", inputs=("embedding",), needs_mos=False, stochastic=True)
 def random_selection(features: dict[str, np.ndarray], budget: int, *, mos=None,
-                     random_state: np.random.Generator) -> MethodOutput:
+                     random_state: np.random.Generator, initial=None) -> MethodOutput:
     """Uniform random sample without replacement (label- and feature-free).
 
     The features only fix the number of candidates. Pick order is the order of the draw, so the
     first ``k`` picks of a selection are themselves a uniform sample of size ``k``.
+
+    Options
+    -------
+    initial : array of int, optional
+        Rows already selected (rated): they are excluded, and the sample is drawn uniformly
+        from the other rows.
     """
     n = features["embedding"].shape[0]
-    return MethodOutput(indices=random_state.permutation(n)[:budget])
+    if initial is None:
+        return MethodOutput(indices=random_state.permutation(n)[:budget])
+    rest = np.setdiff1d(np.arange(n), initial)
+    return MethodOutput(indices=random_state.permutation(rest)[:budget],
+                        params={"initial": np.asarray(initial).tolist()},
+                        info={"n_initial": len(initial)})

@@ -5,6 +5,7 @@ Design note ``qdiverse.md`` §2.10: pick ``M_i`` rows of a batch maximising
 ``g_j`` (ties to the lowest index) and updates every ``g`` with one new Cholesky row, one GEMV
 over the rows so far: ``O(b·M_i²)`` per batch. The ``first_pick`` option replaces the first,
 all-tied step (unit diagonal) by the largest-degree row or the row nearest the embedding's mean.
+Conditioning on rows already selected (``initial``) starts the factor from them.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ TIE_TOLERANCE = 1e-12
 
 
 def greedy_logdet(K: np.ndarray, n_select: int, *, eps: float = 1e-6,
-                  first: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+                  first: int | None = None, initial=None) -> tuple[np.ndarray, np.ndarray]:
     """Greedy maximisation of ``log det(K_S + eps·I)`` over subsets of size ``n_select``.
 
     This is the fast greedy MAP inference of a determinantal point process (Chen, Zhang & Zhou,
@@ -40,19 +41,31 @@ def greedy_logdet(K: np.ndarray, n_select: int, *, eps: float = 1e-6,
     eps : float, default=1e-6
         Ridge added to the diagonal (must be positive).
     first : int, optional
-        Force the first pick (otherwise the largest diagonal, lowest index on ties).
+        Force the first pick (otherwise the largest diagonal, lowest index on ties). Ignored
+        when ``initial`` is given.
+    initial : sequence of int, optional
+        Items already selected, in order: the Cholesky factor starts from them (its first
+        rows are theirs, computed exactly as if they had been picked), so the ``n_select``
+        new picks maximise ``log det`` of the union and never repeat one of them. If
+        ``initial`` is a run's first picks, the result is that run's next ``n_select`` picks.
 
     Returns
     -------
     picks : ndarray of int64, shape (n_select,)
-        Selected indices in pick order.
+        Selected indices in pick order (the new ones only).
     gains : ndarray of float64, shape (n_select,)
-        ``g`` of each pick when it was picked: ``Σ log gains = log det(K_S + eps·I)``, and the
-        sequence is non-increasing (up to round-off) when ``first`` is not forced.
+        ``g`` of each pick when it was picked: ``Σ log gains = log det(K_S + eps·I)`` (over
+        ``initial`` and the picks, with the gains of ``initial`` added), and the sequence is
+        non-increasing (up to round-off) when ``first`` is not forced.
     """
     n = K.shape[0]
-    if not 0 <= n_select <= n:
-        raise ValueError(f"n_select must be in [0, {n}]. Got {n_select}.")
+    given = [] if initial is None else [int(i) for i in initial]
+    n_given = len(given)
+    if not 0 <= n_select <= n - n_given:
+        raise ValueError(f"n_select must be in [0, {n - n_given}]. Got {n_select}.")
+    if n_given and n_select == 0:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64)
+    n_select += n_given  # the given items are the factor's first rows
     picks = np.empty(n_select, dtype=np.int64)
     gains = np.empty(n_select, dtype=np.float64)
     if n_select == 0:
@@ -62,7 +75,9 @@ def greedy_logdet(K: np.ndarray, n_select: int, *, eps: float = 1e-6,
     scratch = np.empty(n, dtype=np.float64)
     tie_tol = TIE_TOLERANCE * float(np.max(g))
     for k in range(n_select):
-        if k == 0 and first is not None:
+        if k < n_given:
+            j = given[k]
+        elif k == 0 and first is not None:
             j = int(first)
         else:
             j = int(np.argmax(g))
@@ -89,7 +104,7 @@ def greedy_logdet(K: np.ndarray, n_select: int, *, eps: float = 1e-6,
         g -= scratch
         np.maximum(g, 0.0, out=g)
         g[picks[:k + 1]] = -np.inf
-    return picks, gains
+    return picks[n_given:], gains[n_given:]
 
 
 def first_pick(how: str, degrees, Z, xp) -> int | None:

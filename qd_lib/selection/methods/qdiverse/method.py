@@ -79,6 +79,66 @@ def _signature() -> inspect.Signature:
     return inspect.Signature(params, return_annotation=MethodOutput)
 
 
+#: Conditioning options (rows already selected). They are recorded in ``params`` only when
+#: given, so runs without them record exactly the parameters they always did.
+CONDITIONING_OPTIONS = ("initial", "initial_everywhere")
+
+
+def _check_everywhere(everywhere, initial: np.ndarray | None, n: int) -> np.ndarray:
+    """``initial_everywhere`` as sorted row indices, a subset of ``initial``."""
+    arr = np.asarray(everywhere)
+    if arr.ndim != 1 or (arr.size and not np.issubdtype(arr.dtype, np.integer)):
+        raise TypeError("The 'initial_everywhere' parameter must be a 1-D sequence of row "
+                        f"indices. Got {everywhere!r:.80} instead.")
+    arr = np.unique(arr.astype(np.int64))
+    if arr.size and (initial is None or not np.isin(arr, initial).all()):
+        raise ValueError("The 'initial_everywhere' parameter must name rows of 'initial' (rows "
+                         "already selected that condition every batch). Got rows outside it.")
+    if arr.size and arr.size >= n:
+        raise ValueError("The 'initial_everywhere' parameter must leave rows to select from. "
+                         f"Got all {n} rows.")
+    return arr
+
+
+def _conditioned_plan(n: int, budget: int, initial: np.ndarray, everywhere: np.ndarray,
+                      o: dict, random_state) -> tuple[list, list[int], np.ndarray, list]:
+    """Batches, their sizes, their new-pick budgets and local ``initial`` rows, conditioned on
+    rows already selected.
+
+    The rows of ``everywhere`` are left out of the batch plan (which is then made over the
+    other rows exactly as without them) and appended to every batch as conditioning-only rows.
+    Each batch's share of the whole coreset (its rows already selected plus the new picks) is
+    allocated by batch size as usual; its new picks are that share less its rows already
+    selected (none where those exceed it, the excess taken from the other batches in
+    proportion to what they still lack).
+    """
+    own = initial[~np.isin(initial, everywhere)]  # in the order given
+    if len(everywhere):
+        batched = np.setdiff1d(np.arange(n, dtype=np.int64), everywhere)
+        plan = [batched[rows] for rows in plan_batches(len(batched), o["batch_size"],
+                                                       o["batch_order"], random_state)]
+    else:
+        plan = plan_batches(n, o["batch_size"], o["batch_order"], random_state)
+    sizes = [batch_len(rows) for rows in plan]
+    where = np.full(n, -1, dtype=np.int64)  # row -> batch
+    for i, rows in enumerate(plan):
+        where[rows] = i
+    counts = np.bincount(where[own], minlength=len(plan)) if len(own) else np.zeros(
+        len(plan), dtype=np.int64)
+    shares = allocate_budget(sizes, int(counts.sum()) + budget, method=o["allocation"])
+    lacking = np.maximum(shares - counts, 0)
+    budgets = allocate_budget(lacking, budget, method=o["allocation"]) if budget else lacking * 0
+    local_initial, batch_rows = [], []
+    for i, rows in enumerate(plan):
+        rows = np.arange(rows.start, rows.stop) if isinstance(rows, slice) else rows
+        position = {int(r): k for k, r in enumerate(rows)}
+        mine = [position[int(r)] for r in own if where[r] == i]
+        extra = list(range(len(rows), len(rows) + len(everywhere)))
+        local_initial.append(np.asarray(mine + extra, dtype=np.int64))
+        batch_rows.append(np.concatenate([rows, everywhere]) if len(everywhere) else plan[i])
+    return batch_rows, sizes, budgets, local_initial
+
+
 def qdiverse_selection(features: dict[str, np.ndarray], budget: int, *, mos=None,
                        random_state: np.random.Generator, **options) -> MethodOutput:
     """Q-Diverse: greedy log-det diversity in a Nyström spectral space of content + quality.
@@ -178,6 +238,25 @@ def qdiverse_selection(features: dict[str, np.ndarray], budget: int, *, mos=None
         Show a per-batch progress bar (``None``: shown for more than one batch unless
         ``TQDM_DISABLE`` is set).
 
+    initial : array of int, optional
+        Rows already selected (rated), in the order they were selected; the ``budget`` new
+        picks are conditioned on them and never repeat one. Batches are planned as without
+        them; within each batch, its rows of ``initial`` start the greedy log-det's Cholesky
+        factor (the affinity graph, landmarks and spectral embedding are the batch's, as
+        always). Per-batch budgets: each batch's share of the whole coreset (``len(initial)``
+        + ``budget``, split by batch size with ``allocation``) less its rows already selected,
+        so batches already well covered get fewer new picks. Within one batch (non-batch mode,
+        or a batch holding every row of ``initial``), conditioning on a run's first picks
+        continues that run exactly; in batch mode, conditioning on a run's picks at a smaller
+        budget gives the picks of the run at the larger one whenever each batch's share does
+        not shrink (always with ``allocation="sainte_lague"``, which is house-monotone).
+    initial_everywhere : array of int, optional
+        Rows of ``initial`` that belong to no batch (images already rated that are not
+        candidates, e.g. from another folder): they are left out of the batch plan, which is
+        made over the other rows, and added to every batch as conditioning-only rows (so
+        every batch's picks are conditioned on them; each batch then computes with that many
+        more rows).
+
     Returns
     -------
     MethodOutput
@@ -191,19 +270,33 @@ def qdiverse_selection(features: dict[str, np.ndarray], budget: int, *, mos=None
     """
     del mos  # label-free
     o, inferred = resolve_options(options)
+    conditioning = {k: o.pop(k) for k in CONDITIONING_OPTIONS}
     Xc, Xq = features["content"], features["quality"]
     n = Xc.shape[0]
     Xc_used = Xc if o["gamma"] > 0 else None
     Xq_used = Xq if o["gamma"] < 1 else None
 
-    plan = plan_batches(n, o["batch_size"], o["batch_order"], random_state)
-    sizes = [batch_len(rows) for rows in plan]
-    budgets = allocate_budget(sizes, budget, method=o["allocation"])
+    initial = conditioning.get("initial")
+    initial = None if initial is None else np.asarray(initial, dtype=np.int64)
+    everywhere = conditioning.get("initial_everywhere")
+    everywhere = _check_everywhere([] if everywhere is None else everywhere, initial, n)
+    local_initial = None
+    if initial is None or len(initial) == 0:
+        plan = plan_batches(n, o["batch_size"], o["batch_order"], random_state)
+        sizes = [batch_len(rows) for rows in plan]
+        budgets = allocate_budget(sizes, budget, method=o["allocation"])
+    else:
+        plan, sizes, budgets, local_initial = _conditioned_plan(
+            n, budget, initial, everywhere, o, random_state)
+        if len(everywhere) > max(sizes):
+            logger.warning("Q-Diverse: %d conditioning-only rows join each batch of up to %d "
+                           "rows; every batch computes with them", len(everywhere), max(sizes))
     root = root_seed_sequence(random_state)
     _log_plan(n, sizes, budgets, budget, o)
 
     executor, n_workers, transport = choose_executor(o, len(plan), Xc_used, Xq_used)
-    tasks = make_tasks(Xc_used, Xq_used, plan, budgets, root, o, transport)
+    tasks = make_tasks(Xc_used, Xq_used, plan, budgets, root, o, transport,
+                       initial=local_initial)
     out = _collect(run_batches(tasks, executor, n_workers, o), sizes, budgets, o)
 
     params = {k: v for k, v in o.items() if k != "client"}
@@ -213,6 +306,11 @@ def qdiverse_selection(features: dict[str, np.ndarray], budget: int, *, mos=None
             **{key: out[key] for key in _PER_BATCH},
             "executor": executor, "n_workers": n_workers, "data_transport": transport,
             "preset_inferred": list(inferred)}
+    if local_initial is not None:
+        params["initial"] = initial.tolist()
+        params["initial_everywhere"] = everywhere.tolist()
+        info["n_initial"] = len(initial)
+        info["batch_initial"] = [len(li) - len(everywhere) for li in local_initial]
     indices = np.concatenate(out["picks"]) if out["picks"] else np.empty(0, np.int64)
     gains = np.concatenate(out["gains"]) if out["gains"] else np.empty(0)
     return MethodOutput(indices=indices.astype(np.int64), params=params, info=info, gains=gains)

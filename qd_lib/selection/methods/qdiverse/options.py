@@ -60,6 +60,9 @@ QDIVERSE_DEFAULTS: Mapping[str, object] = MappingProxyType({
     "start_method": "spawn",
     "client": None,
     "progress": None,
+    # conditioning on rows already selected (checked by the selector; recorded only when given)
+    "initial": None,
+    "initial_everywhere": None,
 })
 
 #: The allowed values of the string options.

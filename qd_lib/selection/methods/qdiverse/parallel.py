@@ -78,6 +78,7 @@ class BatchTask:
     content: np.ndarray | MemmapRef | None
     quality: np.ndarray | MemmapRef | None
     options: dict = field(repr=False)
+    initial: np.ndarray | None = None  # batch-local rows already selected (conditioning)
 
 
 def read_rows(source, rows, xp):
@@ -112,7 +113,8 @@ def run_task(task: BatchTask) -> dict:
         Xc = read_rows(task.content, task.source_rows, xp)
         Xq = read_rows(task.quality, task.source_rows, xp)
         rng = np.random.default_rng(task.seed)
-        result = select_in_batch(Xc, Xq, task.budget, rng, task.options, xp)
+        result = select_in_batch(Xc, Xq, task.budget, rng, task.options, xp,
+                                 initial=task.initial)
     local = result.pop("local")
     if isinstance(task.rows, slice):
         result["indices"] = (task.rows.start or 0) + local
@@ -144,8 +146,10 @@ def choose_executor(o: dict, n_batches: int, Xc, Xq) -> tuple[str, int, str]:
     return executor, n_workers, transport
 
 
-def make_tasks(Xc, Xq, plan, budgets, root, o, transport: str) -> Iterator[BatchTask]:
-    """Build the batches' tasks lazily, their data per ``transport``."""
+def make_tasks(Xc, Xq, plan, budgets, root, o, transport: str,
+               initial=None) -> Iterator[BatchTask]:
+    """Build the batches' tasks lazily, their data per ``transport``; ``initial`` holds each
+    batch's local rows already selected (or is ``None``)."""
     options = {k: v for k, v in o.items() if k not in ("client", "progress")}
     refs = (None, None)
     if transport == "path":
@@ -160,7 +164,7 @@ def make_tasks(Xc, Xq, plan, budgets, root, o, transport: str) -> Iterator[Batch
             quality = None if Xq is None else np.ascontiguousarray(Xq[rows])
             source_rows = slice(None)
         yield BatchTask(i, rows, source_rows, int(m), batch_seed(root, i), content, quality,
-                        options)
+                        options, None if initial is None else initial[i])
 
 
 def _run_processes(tasks: Iterator[BatchTask], n_workers: int,

@@ -24,7 +24,8 @@ from qd_lib.selection.methods.qdiverse.spectral import (
 __all__ = ["select_in_batch"]
 
 
-def select_in_batch(Xc, Xq, budget: int, rng: np.random.Generator, o: dict, xp) -> dict:
+def select_in_batch(Xc, Xq, budget: int, rng: np.random.Generator, o: dict, xp, *,
+                    initial=None) -> dict:
     """Q-Diverse inside one batch.
 
     Parameters
@@ -39,6 +40,12 @@ def select_in_batch(Xc, Xq, budget: int, rng: np.random.Generator, o: dict, xp) 
         Resolved options.
     xp : backend
         Where the kernels run (:func:`.backends.get_backend`).
+    initial : array of int, optional
+        Batch-local rows already selected (rated), in order. They take part in the affinity
+        graph, the landmarks and the spectral embedding like every row, and start the greedy
+        log-det's Cholesky factor (``first_pick`` is then not used); ``budget`` counts the new
+        picks only, which never include them. A budget of at least the other rows takes all
+        of those, in index order.
 
     Returns
     -------
@@ -48,8 +55,13 @@ def select_in_batch(Xc, Xq, budget: int, rng: np.random.Generator, o: dict, xp) 
     """
     b = (Xc if Xc is not None else Xq).shape[0]
     info = {"r": None, "n_landmarks": None, "sigma": None, "sigma_z": None}
+    if initial is not None and len(initial) == 0:
+        initial = None
     if budget <= 0:
         return {"local": np.empty(0, np.int64), "gains": np.empty(0), **info}
+    if initial is not None and budget >= b - len(initial):  # every row not selected yet
+        rest = np.setdiff1d(np.arange(b, dtype=np.int64), initial)
+        return {"local": rest, "gains": np.full(len(rest), np.nan), **info}
     if budget >= b:  # the whole batch: no criterion is evaluated
         return {"local": np.arange(b, dtype=np.int64), "gains": np.full(b, np.nan), **info}
     W, sigma = affinity(Xc, Xq, o, xp)
@@ -68,6 +80,9 @@ def select_in_batch(Xc, Xq, budget: int, rng: np.random.Generator, o: dict, xp) 
         K *= q[None, :]
         if o["first_pick"] == "lowest_index":
             first = None  # the diagonal is q², no longer tied: the most typical row goes first
-    local, gains = xp.greedy_logdet(K, budget, eps=o["eps"], first=first)
+    if initial is not None:  # the factor starts from the rows already selected
+        local, gains = xp.greedy_logdet(K, budget, eps=o["eps"], initial=initial)
+    else:
+        local, gains = xp.greedy_logdet(K, budget, eps=o["eps"], first=first)
     return {"local": local, "gains": gains, "r": int(r), "n_landmarks": int(n_landmarks),
             "sigma": float(sigma), "sigma_z": float(sigma_z)}

@@ -247,15 +247,21 @@ class TorchBackend:
 
     # ----------------------------------------------------------- §2.10 greedy
     def greedy_logdet(self, K: torch.Tensor, n_select: int, *, eps: float = 1e-6,
-                      first: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+                      first: int | None = None, initial=None) -> tuple[np.ndarray, np.ndarray]:
         """The numpy kernel's greedy log-det on the device; picks and gains on the host.
 
         The pick is the first index whose gain is within ``TIE_TOLERANCE · max(diag K + eps)``
         of the maximum, which is the numpy kernel's rule, computed without leaving the device.
+        ``initial`` starts the factor from items already selected, as in the numpy kernel.
         """
         n = K.shape[0]
-        if not 0 <= n_select <= n:
-            raise ValueError(f"n_select must be in [0, {n}]. Got {n_select}.")
+        given = [] if initial is None else [int(i) for i in initial]
+        n_given = len(given)
+        if not 0 <= n_select <= n - n_given:
+            raise ValueError(f"n_select must be in [0, {n - n_given}]. Got {n_select}.")
+        if n_given and n_select == 0:
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64)
+        n_select += n_given
         picks = torch.empty(n_select, dtype=torch.int64, device=self.device)
         gains = torch.empty(n_select, dtype=torch.float64, device=self.device)
         if n_select == 0:
@@ -264,7 +270,9 @@ class TorchBackend:
         rows = torch.empty((n_select, n), dtype=torch.float64, device=self.device)
         tie_tol = TIE_TOLERANCE * float(g.max())
         for k in range(n_select):
-            if k == 0 and first is not None:
+            if k < n_given:
+                j = torch.tensor(given[k], device=self.device)
+            elif k == 0 and first is not None:
                 j = torch.tensor(int(first), device=self.device)
             else:
                 j = torch.argmax((g >= g.max() - tie_tol).to(torch.uint8))
@@ -284,7 +292,7 @@ class TorchBackend:
             g -= row * row
             g.clamp_(min=0.0)
             g.index_fill_(0, picks[:k + 1], float("-inf"))
-        return self.to_host(picks), self.to_host(gains)
+        return self.to_host(picks)[n_given:], self.to_host(gains)[n_given:]
 
 
 _BACKENDS: dict[str, TorchBackend] = {}
