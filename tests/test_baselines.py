@@ -779,9 +779,13 @@ def test_pgcs_tsne_gets_seeded_settings(monkeypatch):
             rs = np.random.default_rng(calls[-1]["random_state"])
             return rs.standard_normal((len(X), calls[-1]["n_components"]))
 
+    from qd_lib.selection.methods import pgcs as pgcs_module
+
     monkeypatch.setattr(openTSNE, "TSNE", FakeTSNE)
+    monkeypatch.setattr(pgcs_module, "_TSNE_CACHE", {})  # no fake layout outlives this test
     X = clustered(120, 6, seed=29)
     a = select("pgcs", X, 12, seed=4, n_jobs=2, progress=False)
+    pgcs_module._TSNE_CACHE.clear()  # the same seed again computes the same layout afresh
     b = select("pgcs", X, 12, seed=4, n_jobs=2, progress=False)
     c = select("pgcs", X, 12, seed=5, progress=False)
     kw = calls[0]
@@ -864,7 +868,7 @@ def test_pgcs_reuses_its_tsne_across_budgets_with_identical_results():
     from qd_lib.selection.methods import pgcs as pgcs_module
 
     X = np.random.default_rng(5).normal(size=(120, 6))
-    pgcs_module._TSNE_CACHE.clear()
+    pgcs_module._TSNE_CACHE.clear()  # layouts of other tests' data would not match anyway
     with mock.patch.object(pgcs_module, "_tsne_3d", wraps=pgcs_module._tsne_3d) as fresh:
         small = select("pgcs", X, 12, seed=4)
         large = select("pgcs", X, 36, seed=4)
