@@ -53,8 +53,12 @@ def merged_runs(sweeps, out, runs_root=None) -> pd.DataFrame:
         fresh = study_runs(sweeps, runs_root)
     except ValueError:  # no finished record under runs/: the committed rows are all there is
         fresh = pd.DataFrame(columns=held.columns)
-    merged = pd.concat([held[~held["run_id"].isin(fresh["run_id"])], fresh],
-                       ignore_index=True)
+    kept = held[~held["run_id"].isin(fresh["run_id"])]
+    merged = pd.concat([t for t in (kept, fresh) if len(t)], ignore_index=True) \
+        if len(kept) or len(fresh) else fresh
+    for column in ("seed", "epochs", "n_train", "n_test"):  # integers, never "0.000000"
+        if column in merged and merged[column].notna().all():
+            merged[column] = merged[column].astype(int)
     if merged.empty:
         raise ValueError(f"No finished run of {list(map(str, sweeps))}: run `python -m "
                          "qd_lib.study run` first.")
