@@ -53,7 +53,8 @@ def _runs():
                 luck = rng.normal(0, 0.03)  # shared by every method of this seed
                 for method, effect in (("random", 0.0), ("qdiverse", -0.05), ("herding", 0.0)):
                     srcc = 0.7 + fraction + effect + luck + rng.normal(0, 0.002)
-                    rows.append({"dataset": "proxy-default", "model": model, "method": method,
+                    rows.append({"dataset": "proxy-default", "model": model,
+                                 "feature_set": "offline", "method": method,
                                  "fraction": fraction, "seed": seed, "srcc": srcc,
                                  "plcc": srcc + 0.01, "run_id": f"{model}-{method}-{fraction}-"
                                                                 f"{seed}"})
@@ -124,3 +125,19 @@ def test_the_study_commands_end_to_end_on_the_tiny_sweep(tiny_bench, tmp_path, m
     assert BEGIN in text and END in text and "PROXY" in text and "Q-Diverse is" in text
     commands.write_readme_section(out, readme)  # idempotent: one section, replaced
     assert readme.read_text() == text
+
+
+
+def test_random_pairs_across_feature_sets_and_cells_keep_them_apart():
+    """A method run under another feature set is a cell of its own, paired with the same
+    seed's Random (which reads no feature), wherever that Random run was filed."""
+    runs = _runs()
+    deep = runs[runs["method"] == "qdiverse"].assign(feature_set="offline-deep",
+                                                     srcc=lambda d: d["srcc"] + 0.1)
+    summary = summarise_study(pd.concat([runs, deep], ignore_index=True))
+    cells = summary[(summary["method"] == "qdiverse") & (summary["model"] == "maniqa")
+                    & (summary["fraction"] == 0.1)].set_index("feature_set")
+    assert set(cells.index) == {"offline", "offline-deep"}
+    assert cells.loc["offline-deep", "n_pairs"] == 6
+    assert cells.loc["offline-deep", "srcc_diff"] == pytest.approx(
+        cells.loc["offline", "srcc_diff"] + 0.1)

@@ -9,6 +9,7 @@ pairs, and a marker; see :mod:`qd_lib.study.stats`).
 """
 from __future__ import annotations
 
+import json
 import logging
 import math
 from collections.abc import Sequence
@@ -23,10 +24,11 @@ from qd_lib.study.stats import bootstrap_ci, paired_comparison, significance_mar
 logger = logging.getLogger(__name__)
 
 BASELINE = "random"
-RUN_COLUMNS = ("dataset", "model", "config", "method", "fraction", "seed", "srcc", "plcc",
+RUN_COLUMNS = ("dataset", "model", "config", "feature_set", "method", "fraction", "seed", "srcc",
+               "plcc",
                "val_srcc", "val_plcc", "krcc", "n_train", "n_test", "epochs", "features",
                "proxy", "sweep", "seconds", "run_id")
-CELL = ("dataset", "model", "epochs", "method", "fraction")
+CELL = ("dataset", "model", "epochs", "feature_set", "method", "fraction")
 METHOD_ORDER = ("random", "herding", "kcenter", "contextual_diversity", "moderate", "pgcs",
                 "qdiverse", "full")
 METHOD_LABELS = {"random": "Random", "herding": "Herding", "kcenter": "k-Center Greedy",
@@ -63,6 +65,7 @@ def study_runs(sweeps: Sequence, runs_root=None) -> pd.DataFrame:
     runs = pd.concat(frames, ignore_index=True)
     runs["method"] = [_variant_name(m, s) for m, s in zip(runs["method"], runs["settings"])]
     runs["epochs"] = [_epochs(s) for s in runs["settings"]]
+    runs["feature_set"] = [_feature_set(s) for s in runs["settings"]]
     out = runs[[c for c in RUN_COLUMNS if c in runs.columns]].copy()
     out["_rank"] = [_method_rank(m) for m in out["method"]]
     out = out.sort_values(["dataset", "model", "fraction", "_rank", "seed"]).drop(
@@ -82,6 +85,20 @@ def _variant_name(method: str, settings) -> str:
 
     params = (json.loads(settings) or {}).get("method_params", {}) if settings else {}
     return variant_name(method, params if isinstance(params, dict) else None)
+
+
+def _feature_set(settings) -> str:
+    """The run's feature set as a short name (``offline``; ``offline+custom-<hash>`` for a set
+    with overridden roles; ``-`` for the whole training split)."""
+    import hashlib
+
+    spec = (json.loads(settings) if settings else {}).get("features") or {}
+    if not spec:
+        return "-"
+    if len(spec) == 1:
+        return str(spec.get("set"))
+    digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:6]
+    return f"{spec.get('set')}+custom-{digest}"
 
 
 def _epochs(settings):
@@ -105,6 +122,8 @@ def summarise_study(runs: pd.DataFrame, *, baseline: str = BASELINE, confidence:
     if "epochs" not in runs:
         runs["epochs"] = -1  # one schedule (what a table of runs without the column means)
     runs["epochs"] = runs["epochs"].fillna(-1).astype(int)
+    if "feature_set" not in runs:
+        runs["feature_set"] = "-"
     dup = runs.duplicated(list(CELL) + ["seed"], keep=False)
     if dup.any():
         raise ValueError(f"{int(dup.sum())} runs share a cell and a seed, e.g. "
@@ -122,6 +141,10 @@ def summarise_study(runs: pd.DataFrame, *, baseline: str = BASELINE, confidence:
         base = runs[(runs["dataset"] == cell["dataset"]) & (runs["model"] == cell["model"])
                     & (runs["epochs"] == cell["epochs"]) & (runs["fraction"] == cell["fraction"])
                     & (runs["method"] == baseline)]
+        # Random reads no feature: its run of this seed under any feature set is the same
+        # coreset and training; one of the cell's own feature set is preferred
+        base = base.assign(_own=base["feature_set"] != cell["feature_set"]).sort_values(
+            ["_own", "feature_set"]).drop_duplicates("seed")
         paired = group.merge(base[["seed", "srcc", "plcc"]], on="seed", suffixes=("", "_base"))
         if cell["method"] != baseline and len(paired):
             for metric in ("srcc", "plcc"):
@@ -156,10 +179,10 @@ def summary_markdown(summary: pd.DataFrame, *, proxy: bool = True) -> str:
               "(same seed) [bootstrap 95 % CI], two-sided Wilcoxon signed-rank p, wins/pairs. "
               "▲/▼: better/worse than Random by both the CI and p < 0.05; △/▽: by the CI only.",
               ""]
-    for (dataset, model, epochs), table in summary.groupby(["dataset", "model", "epochs"],
-                                                           sort=False):
+    for (dataset, model, epochs, features), table in summary.groupby(
+            ["dataset", "model", "epochs", "feature_set"], sort=False):
         schedule = f" · {int(epochs)} epochs" if epochs is not None and epochs >= 0 else ""
-        lines += [f"### {dataset} · {model}{schedule}", "",
+        lines += [f"### {dataset} · {model}{schedule} · features {features}", "",
                   "| fraction | method | seeds | SRCC [95 % CI] | Δ SRCC vs Random [95 % CI] "
                   "| p | wins | |", "|---|---|---:|---|---|---:|---:|---|"]
         for _, r in table.iterrows():
