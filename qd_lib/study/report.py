@@ -9,6 +9,7 @@ pairs, and a marker; see :mod:`qd_lib.study.stats`).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -90,7 +91,6 @@ def _variant_name(method: str, settings) -> str:
 def _feature_set(settings) -> str:
     """The run's feature set as a short name (``offline``; ``offline+custom-<hash>`` for a set
     with overridden roles; ``-`` for the whole training split)."""
-    import hashlib
 
     spec = (json.loads(settings) if settings else {}).get("features") or {}
     if not spec:
