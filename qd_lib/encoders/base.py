@@ -253,6 +253,18 @@ class ImageNetPreprocess(Preprocess):
                 f"{IMAGENET_MEAN} / std {IMAGENET_STD}")
 
 
+def downscale_long_side(image: Image.Image, max_side: int | None
+                        ) -> tuple[Image.Image, str | None]:
+    """``image`` resized (PIL bicubic) so that its long side is at most ``max_side``, and a note
+    when it was; ``None`` or a small enough image: unchanged, no note."""
+    width, height = image.size
+    if not max_side or max(width, height) <= max_side:
+        return image, None
+    factor = max_side / max(width, height)
+    size = (max(1, round(width * factor)), max(1, round(height * factor)))
+    return image.resize(size, Image.Resampling.BICUBIC), f"downscaled from {width}x{height}"
+
+
 def resize_short_side(image: Image.Image, size: int, resample=Image.Resampling.BILINEAR
                       ) -> Image.Image:
     """Resize so the short side is ``size`` (aspect kept; torchvision's rounding rule)."""

@@ -41,10 +41,16 @@ import logging
 
 import torch
 import torchvision
-from PIL import Image
 
 from qd_lib.encoders.backbone import TorchvisionBackbone
-from qd_lib.encoders.base import IMAGENET_MEAN, IMAGENET_STD, Preprocess, normalize, pil_to_uint8
+from qd_lib.encoders.base import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    Preprocess,
+    downscale_long_side,
+    normalize,
+    pil_to_uint8,
+)
 from qd_lib.utils.validation import check_scalar
 from qd_lib.weights import MOBILENET_V2
 
@@ -74,13 +80,7 @@ class WholeImagePreprocess(Preprocess):
         self.min_side = min_side
 
     def apply(self, image):
-        note = None
-        width, height = image.size
-        if self.max_side and max(width, height) > self.max_side:
-            factor = self.max_side / max(width, height)
-            size = (max(1, round(width * factor)), max(1, round(height * factor)))
-            image = image.resize(size, Image.Resampling.BICUBIC)
-            note = f"downscaled from {width}x{height}"
+        image, note = downscale_long_side(image, self.max_side)
         return {"image": pil_to_uint8(image)}, note
 
     def describe(self) -> str:

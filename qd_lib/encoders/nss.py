@@ -58,9 +58,8 @@ from functools import cache
 
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
-from qd_lib.encoders.base import Encoder, Preprocess, pil_to_uint8
+from qd_lib.encoders.base import Encoder, Preprocess, downscale_long_side, pil_to_uint8
 from qd_lib.utils.validation import check_scalar
 
 logger = logging.getLogger(__name__)
@@ -300,13 +299,7 @@ class NSSPreprocess(Preprocess):
         self.min_side = min_side
 
     def apply(self, image):
-        note = None
-        width, height = image.size
-        if self.max_side and max(width, height) > self.max_side:
-            factor = self.max_side / max(width, height)
-            size = (max(1, round(width * factor)), max(1, round(height * factor)))
-            image = image.resize(size, Image.Resampling.BICUBIC)
-            note = f"downscaled from {width}x{height}"
+        image, note = downscale_long_side(image, self.max_side)
         with torch.inference_mode(), single_thread():
             features = self.computer(pil_to_uint8(image)[None])[0]
         return {"features": features}, note

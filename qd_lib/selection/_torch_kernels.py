@@ -324,12 +324,8 @@ def herding_torch(X: np.ndarray, budget: int, dtype="float32", *, farthest: bool
         Precision of the screening pass.
     farthest : bool, default=False
         ``True`` for DeepCore's argmax rule.
-    device : str or torch.device, default="cpu"
-        A checked device name.
-    bar : tqdm, optional
-        Advanced once per pick.
-    budget_bytes : int, optional
-        Chunk size of the upload (see :func:`to_device_rows`).
+    device, bar, budget_bytes
+        As for the k-Center kernel above.
 
     Returns
     -------

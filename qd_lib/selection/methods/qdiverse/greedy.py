@@ -18,6 +18,19 @@ __all__ = ["TIE_TOLERANCE", "first_pick", "greedy_logdet"]
 TIE_TOLERANCE = 1e-12
 
 
+def greedy_plan(n: int, n_select: int, initial) -> tuple[list[int], int | None]:
+    """``(given, total)`` for a greedy log-det of ``n_select`` new picks among ``n`` items
+    after the already-selected ``initial`` (the factor's first rows): ``total`` counts both,
+    ``None`` when there is nothing to pick after a non-empty ``initial`` (shared by the numpy
+    and torch kernels)."""
+    given = [] if initial is None else [int(i) for i in initial]
+    if not 0 <= n_select <= n - len(given):
+        raise ValueError(f"n_select must be in [0, {n - len(given)}]. Got {n_select}.")
+    if given and n_select == 0:
+        return given, None
+    return given, n_select + len(given)
+
+
 def greedy_logdet(K: np.ndarray, n_select: int, *, eps: float = 1e-6,
                   first: int | None = None, initial=None) -> tuple[np.ndarray, np.ndarray]:
     """Greedy maximisation of ``log det(K_S + eps·I)`` over subsets of size ``n_select``.
@@ -59,13 +72,10 @@ def greedy_logdet(K: np.ndarray, n_select: int, *, eps: float = 1e-6,
         non-increasing (up to round-off) when ``first`` is not forced.
     """
     n = K.shape[0]
-    given = [] if initial is None else [int(i) for i in initial]
-    n_given = len(given)
-    if not 0 <= n_select <= n - n_given:
-        raise ValueError(f"n_select must be in [0, {n - n_given}]. Got {n_select}.")
-    if n_given and n_select == 0:
+    given, n_select = greedy_plan(n, n_select, initial)
+    if n_select is None:
         return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64)
-    n_select += n_given  # the given items are the factor's first rows
+    n_given = len(given)
     picks = np.empty(n_select, dtype=np.int64)
     gains = np.empty(n_select, dtype=np.float64)
     if n_select == 0:

@@ -33,7 +33,7 @@ import logging
 import numpy as np
 import torch
 
-from qd_lib.selection.methods.qdiverse.greedy import TIE_TOLERANCE
+from qd_lib.selection.methods.qdiverse.greedy import TIE_TOLERANCE, greedy_plan
 from qd_lib.selection.methods.qdiverse.spectral import energy_rank
 
 logger = logging.getLogger(__name__)
@@ -255,13 +255,10 @@ class TorchBackend:
         ``initial`` starts the factor from items already selected, as in the numpy kernel.
         """
         n = K.shape[0]
-        given = [] if initial is None else [int(i) for i in initial]
-        n_given = len(given)
-        if not 0 <= n_select <= n - n_given:
-            raise ValueError(f"n_select must be in [0, {n - n_given}]. Got {n_select}.")
-        if n_given and n_select == 0:
+        given, n_select = greedy_plan(n, n_select, initial)
+        if n_select is None:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64)
-        n_select += n_given
+        n_given = len(given)
         picks = torch.empty(n_select, dtype=torch.int64, device=self.device)
         gains = torch.empty(n_select, dtype=torch.float64, device=self.device)
         if n_select == 0:
