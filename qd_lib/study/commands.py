@@ -82,15 +82,16 @@ def run_missing(sweeps, out, *, runs_root=None, workers: int = 1, threads=None,
                 device: str = "auto") -> dict:
     """Train the runs of ``sweeps`` that ``runs.csv`` and the records do not hold, in rounds
     of ``workers`` runs (a local Dask cluster when ``workers > 1``), rewriting ``runs.csv``
-    and ``summary.csv`` after each round. Seed by seed (Random first within a seed), so that a
-    study stopped at any point holds complete paired blocks."""
+    and ``summary.csv`` after each round. Largest fraction first, then seed by seed (Random first
+    within a seed), so that a study stopped at any point holds complete paired blocks."""
     from qd_lib.runner import run_status, run_sweep
 
     specs = _sweep_specs(sweeps)
     held = set(held_runs(out)["run_id"])
     pending = [s for s in specs if s.run_id not in held and run_status(s, runs_root) != "done"]
-    # seed-major: every finished seed is a complete paired block, whenever the study stops
-    pending.sort(key=lambda s: (s.seed, s.model, s.fraction, s.method != "random"))
+    # largest fraction first, then seed-major: whenever the study stops, what it holds is
+    # complete paired blocks (every method of a seed), the most informative fraction first
+    pending.sort(key=lambda s: (-s.fraction, s.seed, s.model, s.method != "random"))
     logger.info("study: %d runs in the grid, %d held, %d to train", len(specs),
                 len(specs) - len(pending), len(pending))
     counts = {"trained": 0, "failed": 0, "held": len(specs) - len(pending)}
