@@ -3,8 +3,10 @@
 ::
 
     python -m qd_lib.study run SWEEP [SWEEP ...] [--workers N] [--threads 1]
+                               [--methods M ...] [--models M ...] [--fractions F ...] [--seeds S ...]
         train the runs of the sweep files that neither figures/study/runs.csv nor runs/ hold
-        yet, in rounds of --workers runs, rewriting runs.csv and summary.csv after each round
+        yet, in rounds of --workers runs, rewriting runs.csv and summary.csv after each round;
+        --methods/--models/--fractions/--seeds train one stage of the grid first
     python -m qd_lib.study report SWEEP [SWEEP ...]
         runs.csv (committed rows + finished records), summary.csv/.md, the figures
     python -m qd_lib.study --out figures/study/epochs run notebooks/sweeps/study_epochs.yaml
@@ -38,6 +40,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--workers", type=int, default=1)
     run.add_argument("--threads", type=int, default=None)
     run.add_argument("--device", default="auto")
+    stage = run.add_argument_group("one stage of the grid (the tables still cover all of it)")
+    stage.add_argument("--methods", nargs="+", default=None,
+                       help="methods or variants, e.g. random qdiverse")
+    stage.add_argument("--models", nargs="+", default=None, help="e.g. maniqa or maniqa/small")
+    stage.add_argument("--fractions", type=float, nargs="+", default=None)
+    stage.add_argument("--seeds", type=int, nargs="+", default=None)
     report = sub.add_parser("report", help="runs.csv, summary.csv/.md and figures")
     report.add_argument("sweeps", nargs="*", default=list(DEFAULT_SWEEPS))
     epochs = sub.add_parser("epochs", help="validation SRCC by schedule length")
@@ -62,9 +70,11 @@ def main(argv=None) -> int:
 
     out = commands.output_dir(args.out)
     if args.command == "run":
+        only = {axis: getattr(args, axis) for axis in commands.STAGE_AXES
+                if getattr(args, axis) is not None}
         done = commands.run_missing(args.sweeps, out, runs_root=args.runs_dir,
                                     workers=args.workers, threads=args.threads,
-                                    device=args.device)
+                                    device=args.device, only=only)
         print(f"study: {done['trained']} run(s) trained, {done['failed']} failed, "
               f"{done['held']} already held; runs.csv has {done['rows']} rows")
         return 1 if done["failed"] else 0

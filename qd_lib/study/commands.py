@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from qd_lib.paths import display_path, figures_dir
-from qd_lib.study.report import study_runs, summarise_study, write_study_tables
+from qd_lib.study.report import study_runs, summarise_study, variant_name, write_study_tables
 from qd_lib.utils.io import atomic_write_json, atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -31,10 +31,11 @@ def output_dir(out=None) -> Path:
 def _sweep_specs(sweeps) -> list:
     from qd_lib.runner import expand
 
-    specs = []
+    specs = {}
     for sweep in sweeps:
-        specs += expand(sweep)
-    return specs
+        for spec in expand(sweep):
+            specs.setdefault(spec.run_id, spec)   # a run shared by two sweeps is trained once
+    return list(specs.values())
 
 
 def held_runs(out) -> pd.DataFrame:
@@ -78,15 +79,48 @@ def _write_tables(sweeps, out, runs_root=None) -> dict:
         "command": "python -m qd_lib.study report " + " ".join(map(str, sweeps))})
 
 
+#: the grid axes ``run --only`` can restrict, and how a RunSpec shows each
+STAGE_AXES = {
+    "methods": lambda s: {variant_name(s.method, s.method_params)},
+    "models": lambda s: {s.model, f"{s.model}/{s.config}"},
+    "fractions": lambda s: {float(s.fraction)},
+    "seeds": lambda s: {int(s.seed)},
+}
+
+
+def select_stage(specs: list, only: dict | None) -> list:
+    """The specs of one stage of a study: those whose value on every axis of ``only`` (a
+    mapping of :data:`STAGE_AXES` names to allowed values) is allowed.
+
+    A study too long for one sitting is trained in stages (Q-Diverse and Random of one model
+    first, say); the stage's runs are the grid's own, so they count for the whole study.
+    """
+    if not only:
+        return list(specs)
+    for axis, allowed in only.items():
+        if axis not in STAGE_AXES:
+            raise ValueError(f"The 'only' parameter of run_missing must have keys among "
+                             f"{sorted(STAGE_AXES)}. Got {axis!r}.")
+        in_grid = set().union(*(STAGE_AXES[axis](s) for s in specs)) if specs else set()
+        for value in allowed:
+            if value not in in_grid:
+                raise ValueError(f"The {axis!r} parameter of the study run must be among "
+                                 f"{sorted(map(str, in_grid))} (the sweeps' grid). Got "
+                                 f"{value!r}.")
+    return [s for s in specs
+            if all(STAGE_AXES[axis](s) & set(allowed) for axis, allowed in only.items())]
+
+
 def run_missing(sweeps, out, *, runs_root=None, workers: int = 1, threads=None,
-                device: str = "auto") -> dict:
+                device: str = "auto", only: dict | None = None) -> dict:
     """Train the runs of ``sweeps`` that ``runs.csv`` and the records do not hold, in rounds
     of ``workers`` runs (a local Dask cluster when ``workers > 1``), rewriting ``runs.csv``
     and ``summary.csv`` after each round. Largest fraction first, then seed by seed (Random first
-    within a seed), so that a study stopped at any point holds complete paired blocks."""
+    within a seed), so that a study stopped at any point holds complete paired blocks.
+    ``only`` trains one stage of the grid (:func:`select_stage`); tables always cover it all."""
     from qd_lib.runner import run_status, run_sweep
 
-    specs = _sweep_specs(sweeps)
+    specs = select_stage(_sweep_specs(sweeps), only)
     held = set(held_runs(out)["run_id"])
     pending = [s for s in specs if s.run_id not in held and run_status(s, runs_root) != "done"]
     # largest fraction first, then seed-major: whenever the study stops, what it holds is
