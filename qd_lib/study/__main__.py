@@ -3,7 +3,7 @@
 ::
 
     python -m qd_lib.study run SWEEP [SWEEP ...] [--workers N] [--threads 1]
-                               [--methods M ...] [--models M ...] [--fractions F ...] [--seeds S ...]
+        [--methods M ...] [--models M ...] [--fractions F ...] [--seeds S ...]
         train the runs of the sweep files that neither figures/study/runs.csv nor runs/ hold
         yet, in rounds of --workers runs, rewriting runs.csv and summary.csv after each round;
         --methods/--models/--fractions/--seeds train one stage of the grid first
