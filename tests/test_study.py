@@ -141,3 +141,33 @@ def test_random_pairs_across_feature_sets_and_cells_keep_them_apart():
     assert cells.loc["offline-deep", "n_pairs"] == 6
     assert cells.loc["offline-deep", "srcc_diff"] == pytest.approx(
         cells.loc["offline", "srcc_diff"] + 0.1)
+
+
+def test_a_study_stage_trains_only_its_cells_and_names_bad_values(tiny_bench, tmp_path,
+                                                                  monkeypatch):
+    """``run --methods/--seeds``: only the stage's runs are trained, they are the grid's own
+    (a wider stage trains only the rest), a run listed by two sweeps counts once, and a value
+    outside the grid is refused with the axis and the value named."""
+    from qd_lib.paths import repo_root
+    from qd_lib.study import commands
+
+    monkeypatch.setenv("QD_RUNS_DIR", str(tmp_path / "runs"))
+    sweep = repo_root() / "notebooks" / "sweeps" / "study_tiny.yaml"
+    specs = commands._sweep_specs([sweep, sweep])
+    assert len(specs) == 6 and len({s.run_id for s in specs}) == 6
+    stage = commands.select_stage(specs, {"methods": ["qdiverse"], "seeds": [1]})
+    assert [(s.method, s.seed) for s in stage] == [("qdiverse", 1)]
+    assert len(commands.select_stage(specs, {"models": ["maniqa/tiny"]})) == 6
+    assert len(commands.select_stage(specs, {"fractions": [0.25], "seeds": [0]})) == 3
+    with pytest.raises(ValueError, match=r"'methods'.*Got 'qdivers'"):
+        commands.select_stage(specs, {"methods": ["qdivers"]})
+    with pytest.raises(ValueError, match=r"'seeds'.*Got 7"):
+        commands.select_stage(specs, {"seeds": [7]})
+    with pytest.raises(ValueError, match=r"'only'.*Got 'method'"):
+        commands.select_stage(specs, {"method": ["random"]})
+    out = tmp_path / "study"
+    done = commands.run_missing([sweep], out, only={"methods": ["random"], "seeds": [0]})
+    assert done["trained"] == 1 and done["held"] == 0 and done["rows"] == 1
+    # a wider stage finds the first one's run held and trains only the other seed
+    wider = commands.run_missing([sweep], out, only={"methods": ["random"]})
+    assert wider["trained"] == 1 and wider["held"] == 1 and wider["rows"] == 2
