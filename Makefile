@@ -9,7 +9,7 @@ SELECTION_METHODS := qdiverse random herding kcenter contextual_diversity modera
 # 10 %, one epoch of a width-4 ResNet-18, 64-px MobileNet-V2 inputs; its own table name.
 NB11_TINY := {FRACTIONS: [0.1], SEEDS: [0], EPOCHS: 1, WIDTH: 4, INPUT_SIZE: 64, TABLE_NAME: ci_digits}
 
-.PHONY: venv test unit notebook-tests lint demo study pruning complexity clean-venv browser-deps \
+.PHONY: venv test unit notebook-tests lint demo study study-extra pruning complexity clean-venv browser-deps \
 	browser-test gpu-check gpu-check-tiny
 
 venv: $(STAMP)
@@ -138,6 +138,8 @@ demo: venv
 # diagnostics and ablation (resumed by row), the tables, figures and the README's evidence
 # section. STUDY_WORKERS runs in parallel (one torch thread each).
 STUDY_WORKERS ?= 2
+STUDY_SWEEPS = $(addprefix notebooks/sweeps/,study.yaml study_ablation.yaml study_features.yaml \
+	study_authentic.yaml)
 study: venv
 	$(PY) -m qd_lib.data.synthetic --preset default
 	$(PY) -m qd_lib.study --out figures/study/epochs run notebooks/sweeps/study_epochs.yaml \
@@ -145,9 +147,20 @@ study: venv
 	$(PY) -m qd_lib.study epochs
 	$(PY) -m qd_lib.study run notebooks/sweeps/study.yaml notebooks/sweeps/study_ablation.yaml \
 		--workers $(STUDY_WORKERS)
-	$(PY) -m qd_lib.study report notebooks/sweeps/study.yaml notebooks/sweeps/study_ablation.yaml
+	$(PY) -m qd_lib.study report $(STUDY_SWEEPS)
 	$(PY) -m qd_lib.study diagnostics --jobs $(STUDY_WORKERS)
 	$(PY) -m qd_lib.study ablation --jobs $(STUDY_WORKERS)
+	$(PY) -m qd_lib.study readme
+
+# The study's two robustness checks (issue #14 items 4-5): the offline-deep quality embedding and
+# the authentic-like proxy preset, MANIQA small at 10 %, paired seeds; same resumable runner.
+study-extra: venv
+	$(PY) -m qd_lib.data.synthetic --preset default
+	$(PY) -m qd_lib.data.synthetic --preset authentic
+	$(PY) -m qd_lib.study run notebooks/sweeps/study.yaml notebooks/sweeps/study_features.yaml \
+		notebooks/sweeps/study_authentic.yaml --workers $(STUDY_WORKERS) --models maniqa \
+		--fractions 0.1
+	$(PY) -m qd_lib.study report $(STUDY_SWEEPS)
 	$(PY) -m qd_lib.study readme
 
 # Coresets as pruning calibration sets (supplement Table 3) on the default proxy benchmark (PROXY

@@ -45,11 +45,18 @@ def held_runs(out) -> pd.DataFrame:
 
 
 def merged_runs(sweeps, out, runs_root=None) -> pd.DataFrame:
-    """The sweeps' current grid: committed rows, updated by finished records under ``runs/``
-    (same run id, same spec hash: the same result)."""
+    """The committed rows, updated and extended by the sweeps' finished records under ``runs/``
+    (same run id, same spec hash: the same result).
+
+    Committed rows of runs that none of ``sweeps`` lists are kept (a report over fewer sweep
+    files never drops trained results); they stay in cells of their own.
+    """
     ids = {s.run_id for s in _sweep_specs(sweeps)}
     held = held_runs(out)
-    held = held[held["run_id"].isin(ids)]
+    others = int((~held["run_id"].isin(ids)).sum())
+    if others:
+        logger.info("study: keeping %d committed row(s) of runs that %s do not list", others,
+                    ", ".join(Path(s).name for s in map(str, sweeps)))
     try:
         fresh = study_runs(sweeps, runs_root)
     except ValueError:  # no finished record under runs/: the committed rows are all there is
