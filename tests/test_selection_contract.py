@@ -169,3 +169,20 @@ def test_multi_input_methods_name_the_missing_key(method):
     del feats[missing]
     with pytest.raises(ValueError, match=f"Missing \\['{missing}'\\]"):
         run(method, 5, features=feats)
+
+
+def test_every_method_has_its_own_display_title():
+    """Tables, figures and the README name methods from the registry alone: every method has a
+    title, no two share one, and the labelled extensions say that they are extensions."""
+    from qd_lib.runner.tables import method_label
+    from qd_lib.selection import available_methods, get_method
+
+    titles = {name: get_method(name).label for name in available_methods()}
+    untitled = [name for name in available_methods() if not get_method(name).title]
+    assert not untitled, f"registered without a title: {untitled}"
+    assert len(set(titles.values())) == len(titles)
+    assert titles["kcenter"] == "k-Center Greedy" and titles["qdiverse"] == "Q-Diverse"
+    assert all("extension" in titles[n] for n in ("qdiverse_density", "qdiverse_qdpp"))
+    assert method_label("kcenter") == "k-Center Greedy" and method_label("full") == "Full"
+    assert method_label("qdiverse[gamma=0.7]") == "qdiverse[gamma=0.7]"
+    assert method_label("kcenter", {"kcenter": "kCG"}) == "kCG"

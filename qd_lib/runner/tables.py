@@ -50,9 +50,6 @@ logger = logging.getLogger(__name__)
 #: supplement's order; methods not listed go between the baselines and Q-Diverse).
 METHOD_ORDER = ("random", "herding", "kcenter", "contextual_diversity", "moderate", "pgcs",
                 "qdiverse")
-METHOD_NAMES = {"full": "Full", "random": "Random", "herding": "Herding",
-                "kcenter": "k-Center Greedy", "contextual_diversity": "Contextual Diversity",
-                "moderate": "Moderate", "pgcs": "PGCS", "qdiverse": "Q-Diverse"}
 MODEL_NAMES = {"maniqa": "MANIQA", "musiq": "MUSIQ", "basecnn": "BaseCNN"}
 METRIC_NAMES = {"srcc": "SRCC", "plcc": "PLCC", "plcc_logistic": "PLCC (logistic)",
                 "krcc": "KRCC", "rmse": "RMSE"}
@@ -65,9 +62,16 @@ LAYOUT = "supplement Table 2: rows = fraction x method (+ Full), columns = datas
 
 
 def method_label(method: str, names: Mapping[str, str] | None = None) -> str:
-    """Display name of a selection method (``kcenter`` → ``k-Center Greedy``)."""
-    names = {**METHOD_NAMES, **(names or {})}
-    return names.get(method, str(method))
+    """Display name of a selection method: ``names[method]`` when given, else the registry's
+    title (``kcenter`` → ``k-Center Greedy``); ``full`` is "Full", other names stay as they
+    are (variants such as ``qdiverse[gamma=0.7]`` keep their own)."""
+    if names and method in names:
+        return names[method]
+    if method == FULL_METHOD:
+        return "Full"
+    from qd_lib.selection import available_methods, get_method
+
+    return get_method(method).label if method in available_methods() else str(method)
 
 
 def dataset_label(dataset: str, names: Mapping[str, str] | None = None) -> str:
@@ -437,7 +441,7 @@ def paper_table(data: pd.DataFrame, *, model: str | None = None, config: str | N
     proxy : bool, optional
         Override the records' ``proxy`` flag (for a summary without it).
     method_names, dataset_names : mapping, optional
-        Display names replacing :data:`METHOD_NAMES` entries or dataset titles.
+        Display names replacing the registry titles of methods or the dataset titles.
 
     Returns
     -------

@@ -124,6 +124,12 @@ class MethodSpec:
     needs_mos: bool
     stochastic: bool
     summary: str
+    title: str = ""
+
+    @property
+    def label(self) -> str:
+        """Display name for tables and figures (``kcenter`` → ``k-Center Greedy``)."""
+        return self.title or self.name
 
     @property
     def options(self) -> dict[str, Any]:
@@ -140,7 +146,7 @@ _REGISTRY: dict[str, MethodSpec] = {}
 
 
 def register(name: str, *, inputs: tuple[str, ...] = ("embedding",), needs_mos: bool = False,
-             stochastic: bool = True):
+             stochastic: bool = True, title: str = ""):
     """Decorator that adds a selector to the registry.
 
     The decorated function must have the signature
@@ -158,6 +164,8 @@ def register(name: str, *, inputs: tuple[str, ...] = ("embedding",), needs_mos: 
         Whether the method needs MOS labels (e.g. to bin them into classes).
     stochastic : bool
         Whether the result depends on the seed.
+    title : str
+        Display name in tables and figures (default: ``name``).
     """
 
     def decorator(func):
@@ -165,7 +173,7 @@ def register(name: str, *, inputs: tuple[str, ...] = ("embedding",), needs_mos: 
             raise ValueError(f"A selection method named {name!r} is already registered.")
         doc = inspect.getdoc(func) or ""
         _REGISTRY[name] = MethodSpec(name, func, tuple(inputs), needs_mos, stochastic,
-                                     doc.splitlines()[0] if doc else "")
+                                     doc.splitlines()[0] if doc else "", title)
         return func
 
     return decorator

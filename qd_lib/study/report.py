@@ -31,15 +31,13 @@ RUN_COLUMNS = ("dataset", "model", "config", "feature_set", "method", "fraction"
                "proxy", "sweep", "seconds", "run_id")
 CELL = ("dataset", "model", "epochs", "feature_set", "method", "fraction")
 METHOD_ORDER = ("random", "herding", "kcenter", "contextual_diversity", "moderate", "pgcs",
-                "qdiverse", "full")
-METHOD_LABELS = {"random": "Random", "herding": "Herding", "kcenter": "k-Center Greedy",
-                 "contextual_diversity": "Contextual Diversity", "moderate": "Moderate",
-                 "pgcs": "PGCS", "qdiverse": "Q-Diverse", "full": "Full"}
-
-
+                "qdiverse", "qdiverse_density", "qdiverse_qdpp", "full")
 def method_label(method: str) -> str:
-    """Display name of a method (variants keep their own names)."""
-    return METHOD_LABELS.get(method, method)
+    """Display name of a method: the selection registry's title; variants keep their own
+    names."""
+    from qd_lib.runner.tables import method_label as registry_label
+
+    return registry_label(method)
 
 
 def _method_rank(method: str) -> tuple:

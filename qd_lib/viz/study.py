@@ -9,13 +9,11 @@ import pandas as pd
 from qd_lib.data.budget import fraction_label
 from qd_lib.viz.figures import PALETTE
 
-_METHOD_LABELS = {"random": "Random", "herding": "Herding", "kcenter": "k-Center Greedy",
-                  "contextual_diversity": "Contextual Diversity", "moderate": "Moderate",
-                  "pgcs": "PGCS", "qdiverse": "Q-Diverse"}
-
 
 def _label(method: str) -> str:
-    return _METHOD_LABELS.get(method, method)
+    from qd_lib.selection import available_methods, get_method
+
+    return get_method(method).label if method in available_methods() else method
 
 
 def _colours(methods) -> dict:

@@ -93,7 +93,7 @@ def _cdal_literal(P, logP, h, labels, budget, rng):
 
 
 @register("contextual_diversity", inputs=("embedding", "probs"), needs_mos=True,
-          stochastic=True)
+          stochastic=True, title="Contextual Diversity")
 def contextual_diversity_selection(features: dict[str, np.ndarray], budget: int, *, mos,
                                    random_state: np.random.Generator, mode: str = "per_bin",
                                    eps: float = 1e-12, n_bins: int = 5,

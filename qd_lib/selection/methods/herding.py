@@ -248,7 +248,8 @@ def _herd_rows(X, budget, dtype, farthest, bar, device=None, initial=()):
                               initial=initial)
 
 
-@register("herding", inputs=("embedding",), needs_mos=False, stochastic=False)
+@register("herding", inputs=("embedding",), needs_mos=False, stochastic=False,
+          title="Herding")
 def herding_selection(features: dict[str, np.ndarray], budget: int, *, mos=None,
                       random_state: np.random.Generator, variant: str = "classic",
                       dtype: str = "float32", balance: bool = False, n_bins: int = 5,

@@ -143,7 +143,8 @@ def _kcenter_rows(X: np.ndarray, budget: int, first: int, dtype, bar, device=Non
     return picks, np.sqrt(radii_sq), stats
 
 
-@register("kcenter", inputs=("embedding",), needs_mos=False, stochastic=True)
+@register("kcenter", inputs=("embedding",), needs_mos=False, stochastic=True,
+          title="k-Center Greedy")
 def kcenter_selection(features: dict[str, np.ndarray], budget: int, *, mos=None,
                       random_state: np.random.Generator, first_index: int | None = None,
                       first_draw: str = "generator", dtype: str = "float32",

@@ -56,7 +56,8 @@ def middle_window(scores: np.ndarray, budget: int, *, window: str = "rank") -> n
     return chosen[np.lexsort((chosen, scores[chosen]))]
 
 
-@register("moderate", inputs=("embedding",), needs_mos=True, stochastic=False)
+@register("moderate", inputs=("embedding",), needs_mos=True, stochastic=False,
+          title="Moderate")
 def moderate_selection(features: dict[str, np.ndarray], budget: int, *, mos,
                        random_state: np.random.Generator, n_bins: int = 5,
                        binning: str = "equal_width", window: str = "rank",

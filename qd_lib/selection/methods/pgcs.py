@@ -247,7 +247,7 @@ def _tsne_3d(X: np.ndarray, *, n_components: int, perplexity: float, random_stat
                "negative_gradient_method": method, "initialization": init, "n_jobs": n_jobs}
 
 
-@register("pgcs", inputs=("embedding",), needs_mos=False, stochastic=True)
+@register("pgcs", inputs=("embedding",), needs_mos=False, stochastic=True, title="PGCS")
 def pgcs_selection(features: dict[str, np.ndarray], budget: int, *, mos=None,
                    random_state: np.random.Generator, n_partitions: int | None = None,
                    embedding_3d=None, n_components: int = 3, perplexity: float = 30.0,

@@ -6,7 +6,8 @@ import numpy as np
 from qd_lib.selection.base import MethodOutput, register
 
 
-@register("random", inputs=("embedding",), needs_mos=False, stochastic=True)
+@register("random", inputs=("embedding",), needs_mos=False, stochastic=True,
+          title="Random")
 def random_selection(features: dict[str, np.ndarray], budget: int, *, mos=None,
                      random_state: np.random.Generator, initial=None) -> MethodOutput:
     """Uniform random sample without replacement (label- and feature-free).

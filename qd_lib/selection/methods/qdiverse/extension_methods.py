@@ -10,7 +10,7 @@ from qd_lib.selection.methods.qdiverse.method import qdiverse_selection
 __all__ = ["qdiverse_density_selection", "qdiverse_qdpp_selection"]
 
 
-def _extension_method(extension: str, name: str, summary: str):
+def _extension_method(extension: str, name: str, title: str, summary: str):
     def selector(features, budget, *, mos=None, random_state, **options):
         if "extension" in options:
             raise TypeError(f"Method {name!r} fixes the 'extension' option "
@@ -23,15 +23,16 @@ def _extension_method(extension: str, name: str, summary: str):
         p for p in base.parameters.values() if p.name != "extension"])
     selector.__name__ = f"{name}_selection"
     selector.__doc__ = f"{summary}\n\nSee :mod:`qd_lib.selection.methods.qdiverse.extensions`."
-    register(name, inputs=("content", "quality"), needs_mos=False, stochastic=True)(selector)
+    register(name, inputs=("content", "quality"), needs_mos=False, stochastic=True,
+             title=title)(selector)
     return selector
 
 
 qdiverse_qdpp_selection = _extension_method(
-    "quality_dpp", "qdiverse_qdpp",
+    "quality_dpp", "qdiverse_qdpp", "Q-Diverse quality×diversity DPP (extension)",
     "EXTENSION (not in the paper): Q-Diverse with a quality × diversity DPP kernel "
     "diag(q)·K·diag(q), q from the affinity-graph density.")
 qdiverse_density_selection = _extension_method(
-    "density_kernel", "qdiverse_density",
+    "density_kernel", "qdiverse_density", "Q-Diverse density kernel (extension)",
     "EXTENSION (not in the paper): Q-Diverse with a density-compensated (self-tuning, "
     "k-NN scaled) kernel on the spectral embedding.")

@@ -317,5 +317,5 @@ def qdiverse_selection(features: dict[str, np.ndarray], budget: int, *, mos=None
 
 
 qdiverse_selection.__signature__ = _signature()
-register("qdiverse", inputs=("content", "quality"), needs_mos=False,
-         stochastic=True)(qdiverse_selection)
+register("qdiverse", inputs=("content", "quality"), needs_mos=False, stochastic=True,
+         title="Q-Diverse")(qdiverse_selection)
