@@ -177,3 +177,34 @@ def test_a_study_stage_trains_only_its_cells_and_names_bad_values(tiny_bench, tm
                                                 "methods: [kcenter]"))
     commands._write_tables([narrow], out)
     assert sorted(pd.read_csv(out / "runs.csv")["seed"]) == [0, 1]
+
+
+def test_the_readme_section_computes_wall_time_robustness_and_the_epoch_cap(tmp_path):
+    """Every number of the generated section comes from the files: the wall-time estimate is
+    grid size × measured minutes / workers, the robustness lines rank Q-Diverse by KS, and a
+    schedule still rising at the longest length measured is called a compute cap."""
+    from qd_lib.study.readme import evidence_section
+
+    out = tmp_path / "study"
+    (out / "epochs").mkdir(parents=True)
+    pd.DataFrame({"run_id": ["a", "b"], "model": ["maniqa"] * 2, "fraction": [0.1, 0.1],
+                  "epochs": [12, 12], "seconds": [600.0, 1200.0]}).to_csv(
+        out / "epochs" / "runs.csv", index=False)
+    grid = pd.DataFrame({"model": ["maniqa"] * 4 + ["musiq"], "fraction": [0.1] * 5,
+                         "epochs": [12] * 5})
+    pd.DataFrame({"model": ["maniqa"] * 2, "fraction": [0.1] * 2, "epochs": [4, 12],
+                  "val_srcc": [0.70, 0.78], "chosen_epochs": [12, 12]}).to_csv(
+        out / "epochs.csv", index=False)
+    rows = [{"method": m, "fraction": 0.1, "seed": s, "ks": ks, "covering_radius_content": 1.0}
+            for s in range(2) for m, ks in (("random", 0.05), ("qdiverse", 0.3), ("kcenter", 0.4))]
+    pd.DataFrame(rows).to_csv(out / "diagnostics.csv", index=False)
+    (out / "features").mkdir()
+    deep = [dict(r, ks=0.02 if r["method"] == "qdiverse" else r["ks"]) for r in rows]
+    pd.DataFrame(deep).to_csv(out / "features" / "diagnostics.csv", index=False)
+    text = evidence_section(out, grid)
+    # 4 maniqa runs × 15 min mean / 2 workers = 0.5 h; musiq not timed
+    assert "maniqa 10%: 15 min (2 runs timed) × 4" in text and "needs 0.5 h" in text
+    assert "not yet timed: musiq 10% (1 runs)" in text
+    assert "MOS KS 0.020 against Random's 0.050, rank 1 of 3" in text
+    assert "(main setting: 0.300 against 0.050, rank 2 of 3)" in text
+    assert "still rising" in text and "does not reproduce here" in text

@@ -206,6 +206,16 @@ def _settings(dataset, feature_set) -> dict:
             "scheme": dataset.scheme, "feature_set": feature_spec(feature_set)}
 
 
+def _step_command(step: str, out: Path, dataset_name: str, feature_set, seeds: int) -> str:
+    """The command that regenerates a training-free table, as recorded in its JSON."""
+    where = "" if Path(out).resolve() == output_dir().resolve() else \
+        f" --out {display_path(out)}"
+    features = "" if feature_set == "offline" else \
+        f" --feature-set {feature_set if isinstance(feature_set, str) else json.dumps(feature_set)}"
+    return (f"python -m qd_lib.study{where} {step} --dataset {dataset_name}{features} "
+            f"--seeds {seeds}")
+
+
 def _existing(path: Path, settings: dict) -> pd.DataFrame | None:
     """The rows of a committed table made with the same settings (else ``None``)."""
     meta = path.with_suffix(".json")
@@ -290,8 +300,7 @@ def diagnostics(dataset_name: str, out, *, seeds: int = 10, fractions=None,
     settings = _settings(dataset, feature_set)
     path = out / "diagnostics.csv"
     meta = {"methods": methods, "fractions": list(fractions), "seeds": seeds,
-            "command": f"python -m qd_lib.study diagnostics --dataset {dataset_name} --seeds "
-                       f"{seeds}"}
+            "command": _step_command("diagnostics", out, dataset_name, feature_set, seeds)}
     table = _incremental(path, settings, dataset_name, methods, fractions,
                          list(range(seeds)), feature_set, jobs, meta)
     _save_rows(path, table, {**meta, "settings": settings})
@@ -340,7 +349,7 @@ def ablation(dataset_name: str, out, *, seeds: int = 10, fractions=None,
     settings = _settings(dataset, feature_set)
     path = out / "ablation_seeds.csv"
     meta = {"fractions": list(fractions), "seeds": seeds,
-            "command": f"python -m qd_lib.study ablation --dataset {dataset_name} --seeds {seeds}"}
+            "command": _step_command("ablation", out, dataset_name, feature_set, seeds)}
     table = _incremental(path, settings, dataset_name, entries, fractions,
                          list(range(seeds)), feature_set, jobs, meta)
     labels = {label: (opt, value) for (opt, value, _, _), (_, label, _) in
@@ -364,12 +373,24 @@ def ablation(dataset_name: str, out, *, seeds: int = 10, fractions=None,
     return paths
 
 
-def write_readme_section(out, readme="README.md") -> Path:
-    """Rewrite the README's "What the evidence says" section from the committed CSVs."""
+def study_grid(sweep=None) -> pd.DataFrame:
+    """One row per run of the main study sweep (``notebooks/sweeps/study.yaml``):
+    ``model, fraction, epochs``."""
+    from qd_lib.paths import repo_root
+
+    sweep = sweep or repo_root() / "notebooks" / "sweeps" / "study.yaml"
+    return pd.DataFrame([{"model": s.model, "fraction": float(s.fraction),
+                          "epochs": s.overrides.get("epochs")} for s in _sweep_specs([sweep])])
+
+
+def write_readme_section(out, readme="README.md", grid: pd.DataFrame | None = None) -> Path:
+    """Rewrite the README's "What the evidence says" section from the committed CSVs (and the
+    main sweep's grid, for the wall-time estimate)."""
     from qd_lib.study.readme import evidence_section, replace_section
 
     path = Path(readme)
-    text = replace_section(path.read_text(encoding="utf-8"), evidence_section(Path(out)))
+    grid = study_grid() if grid is None else grid
+    text = replace_section(path.read_text(encoding="utf-8"), evidence_section(Path(out), grid))
     return atomic_write_text(path, text)
 
 

@@ -42,12 +42,17 @@ def _trained(summary: pd.DataFrame, runs: pd.DataFrame) -> list[str]:
              "(same seed) with a Wilcoxon signed-rank p-value "
              f"(the smallest p attainable with {n_seeds} pairs is {_f(2 / 2 ** n_seeds)}); the "
              "full table is `figures/study/summary.md`.", ""]
-    for (dataset, model, fraction), cell in summary.groupby(["dataset", "model", "fraction"],
-                                                            sort=False):
+    keys = [k for k in ("dataset", "model", "epochs", "feature_set", "fraction")
+            if k in summary]
+    for values, cell in summary.groupby(keys, sort=False):
+        where = dict(zip(keys, values))
         ranked = cell.sort_values("srcc_mean", ascending=False)
-        order = ", ".join(f"{method_label(m)} {_f(v)}" for m, v in
-                          zip(ranked["method"], ranked["srcc_mean"]))
-        lines.append(f"- **{model}, {fraction_label(fraction)}** ({dataset}): {order}.")
+        order = ", ".join(f"{method_label(m)} {_f(v)} (n = {int(n)})" for m, v, n in
+                          zip(ranked["method"], ranked["srcc_mean"], ranked["n_seeds"]))
+        setting = ", ".join(f"{where[k]}" + (" epochs" if k == "epochs" else "")
+                            for k in ("dataset", "epochs", "feature_set") if k in where)
+        lines.append(f"- **{where['model']}, {fraction_label(where['fraction'])}** ({setting}): "
+                     f"{order}.")
         q = cell[cell["method"] == "qdiverse"]
         if len(q) and not pd.isna(q.iloc[0].get("srcc_diff")):
             lines.append(f"  Q-Diverse is {_verdict(q.iloc[0])}.")
@@ -169,8 +174,82 @@ def _training_free(out: Path) -> list[str]:
     return lines
 
 
-def evidence_section(out: Path) -> str:
-    """The generated Markdown between :data:`BEGIN` and :data:`END`."""
+#: the robustness checks' training-free diagnostics: sub-folder of the study's outputs → what
+#: changes against the main setting
+ROBUSTNESS = (("features", "the `offline-deep` quality embedding (multi-layer MobileNet-V2 "
+               "feature-map statistics) instead of NSS"),
+              ("authentic", "the authentic-like proxy preset (`proxy-authentic`)"))
+
+
+def _ks_rank(path: Path, fraction: float) -> tuple[int, int, float, float] | None:
+    """Q-Diverse's rank by mean MOS KS among the diagnosed methods at ``fraction`` (1 = closest
+    to the training MOS), the number of methods, and Q-Diverse's and Random's KS."""
+    table = pd.read_csv(path)
+    ks = table[table["fraction"].round(6) == round(fraction, 6)].groupby("method")["ks"].mean()
+    if "qdiverse" not in ks or BASELINE not in ks:
+        return None
+    rank = int((ks < ks["qdiverse"]).sum()) + 1
+    return rank, len(ks), float(ks["qdiverse"]), float(ks[BASELINE])
+
+
+def _robustness(out: Path, fraction: float = 0.1) -> list[str]:
+    main = out / "diagnostics.csv"
+    if not main.is_file() or _ks_rank(main, fraction) is None:
+        return []
+    rank, n, q, r = _ks_rank(main, fraction)
+    lines = []
+    for folder, change in ROBUSTNESS:
+        path = out / folder / "diagnostics.csv"
+        found = _ks_rank(path, fraction) if path.is_file() else None
+        if found is None:
+            continue
+        rank_b, n_b, q_b, r_b = found
+        lines.append(f"- With {change} (`figures/study/{folder}/diagnostics.csv`), at "
+                     f"{fraction_label(fraction)}: Q-Diverse's MOS KS {_f(q_b)} against "
+                     f"Random's {_f(r_b)}, rank {rank_b} of {n_b} methods by KS (main "
+                     f"setting: {_f(q)} against {_f(r)}, rank {rank} of {n}).")
+    if not lines:
+        return []
+    return ["", "**Robustness checks, training-free** (trained comparisons appear in the list "
+            "above once their runs are committed):"] + lines
+
+
+def _wall_time(out: Path, grid: pd.DataFrame | None, workers: int = 2) -> list[str]:
+    """Measured minutes per run (``runs.csv`` and the epoch sweep's runs of the same schedule)
+    and what the main sweep's grid costs at those times with ``workers`` runs in parallel."""
+    if grid is None or grid.empty:
+        return []
+    keys = ["model", "fraction", "epochs"]
+    timed = [pd.read_csv(p) for p in (out / "runs.csv", out / "epochs" / "runs.csv")
+             if p.is_file()]
+    if not timed:
+        return []
+    runs = pd.concat(timed, ignore_index=True).drop_duplicates("run_id")
+    runs["fraction"] = runs["fraction"].round(6)
+    per_run = runs.groupby(keys)["seconds"].agg(["mean", "count"])
+    cells = grid.assign(fraction=grid["fraction"].round(6)).groupby(keys).size()
+    parts, measured, missing = [], 0.0, []
+    for key, count in cells.items():
+        if key in per_run.index:
+            minutes = per_run.loc[key, "mean"] / 60
+            measured += count * minutes
+            parts.append(f"{key[0]} {fraction_label(key[1])}: {_f(minutes, 0)} min "
+                         f"({int(per_run.loc[key, 'count'])} runs timed) × {count}")
+        else:
+            missing.append(f"{key[0]} {fraction_label(key[1])} ({count} runs)")
+    text = (f"**Wall time.** Measured per training run on the 2-core machine, {workers} runs in "
+            "parallel with one torch thread each: " + "; ".join(parts) + ". ")
+    if parts:
+        text += (f"At these times the timed part of the main grid needs "
+                 f"{_f(measured / 60 / workers, 1)} h")
+        text += (f"; not yet timed: {', '.join(missing)}." if missing else
+                 " in all, and the study resumes where it stopped.")
+    return ["", text]
+
+
+def evidence_section(out: Path, grid: pd.DataFrame | None = None) -> str:
+    """The generated Markdown between :data:`BEGIN` and :data:`END`; ``grid`` (one row per run
+    of the main sweep: ``model, fraction, epochs``) adds the wall-time estimate."""
     lines = [BEGIN, "", "**PROXY benchmark** (MOS from full-reference metrics, not human "
              "ratings), CPU `small` models: evidence about this workbench's offline setting, "
              "not about the paper's claim on human-rated datasets.", ""]
@@ -179,7 +258,9 @@ def evidence_section(out: Path) -> str:
         lines += _trained(pd.read_csv(summary_path), pd.read_csv(out / "runs.csv"))
     else:
         lines.append("No trained study results are committed yet.")
-    lines += _training_free(out) + _diagnostics(out) + _ablation(out) + _epochs(out)
+    lines += _wall_time(out, grid)
+    lines += (_training_free(out) + _robustness(out) + _diagnostics(out) + _ablation(out)
+              + _epochs(out))
     lines += ["", END]
     return "\n".join(lines)
 
