@@ -9,8 +9,8 @@ SELECTION_METHODS := qdiverse random herding kcenter contextual_diversity modera
 # 10 %, one epoch of a width-4 ResNet-18, 64-px MobileNet-V2 inputs; its own table name.
 NB11_TINY := {FRACTIONS: [0.1], SEEDS: [0], EPOCHS: 1, WIDTH: 4, INPUT_SIZE: 64, TABLE_NAME: ci_digits}
 
-.PHONY: venv test unit notebook-tests lint demo study study-extra pruning complexity clean-venv browser-deps \
-	browser-test gpu-check gpu-check-tiny
+.PHONY: venv test unit notebook-tests lint demo study study-extra pruning complexity readme \
+	clean-venv browser-deps browser-test gpu-check gpu-check-tiny
 
 venv: $(STAMP)
 
@@ -166,7 +166,8 @@ study-extra: venv
 # Coresets as pruning calibration sets (supplement Table 3) on the default proxy benchmark (PROXY
 # MOS): BaseCNN/small trained once per seed, pruned with every method's 10 % calibration set and
 # the uniform reference; finished runs are skipped. Then Table 3 and its figure in
-# figures/pruning/ from the run records alone. Add DEVICE=cuda on a GPU machine.
+# figures/pruning/ from the run records alone, and the README's blocks. Add DEVICE=cuda on a GPU
+# machine.
 PRUNING_SEEDS ?= 0 1 2 3 4
 DEVICE ?= auto
 pruning: venv
@@ -174,10 +175,17 @@ pruning: venv
 	$(PY) -m qd_lib.pruning run --dataset proxy-default --methods all --seeds $(PRUNING_SEEDS) \
 		--device $(DEVICE)
 	$(PY) -m qd_lib.pruning table --dataset proxy-default
+	$(PY) -m qd_lib.readme
 
 # Q-Diverse's stage timings on synthetic features, Eq. 7 fitted by NNLS: figures/complexity/.
 complexity: venv
 	$(PY) -m qd_lib.analysis.complexity --preset default
+	$(PY) -m qd_lib.readme
+
+# The README's generated blocks (every measured number in it) from the committed result files
+# under figures/; `python -m qd_lib.readme --check` (a unit test) names the stale ones.
+readme: venv
+	$(PY) -m qd_lib.readme
 
 clean-venv:
 	rm -rf $(VENV)

@@ -39,6 +39,8 @@ The library behind the notebooks in ``notebooks/``. Sub-packages, in the order a
 
 ``python -m qd_lib select IMAGES --fraction F --out picks.csv [--rated RATED]`` chooses which
 images of a folder to rate, without labels (``qd_lib.selection.images``).
+``python -m qd_lib.readme [--check]`` writes the README's generated blocks (every measured
+number in it) from the committed result files under ``figures/`` (``qd_lib.readme``).
 """
 import logging
 
