@@ -1,4 +1,5 @@
 """The evidence study: paired statistics, runs.csv → summary.csv, diagnostics, figures."""
+import json
 import math
 
 import numpy as np
@@ -114,7 +115,19 @@ def test_the_study_commands_end_to_end_on_the_tiny_sweep(tiny_bench, tmp_path, m
     diag = commands.diagnostics("proxy-tiny", out, seeds=2, fractions=[0.25],
                                 feature_set="pixels")
     table = pd.read_csv(diag["diagnostics"])
-    assert len(table) == 7 * 2 and set(table["seed"]) == {0, 1}
+    methods = json.loads((out / "diagnostics.json").read_text())["methods"]
+    assert {"qdiverse", "random", "qdiverse_density"} <= set(methods)
+    assert len(table) == len(methods) * 2 and set(table["seed"]) == {0, 1}
+    # a method missing from the committed rows costs only its own selections when resumed
+    table[table["method"] != "kcenter"].to_csv(diag["diagnostics"], index=False)
+    measured = []
+    real_measure = commands._measure
+    monkeypatch.setattr(commands, "_measure", lambda name, entries, *a: (
+        measured.append(list(entries)), real_measure(name, entries, *a))[1])
+    commands.diagnostics("proxy-tiny", out, seeds=2, fractions=[0.25], feature_set="pixels")
+    assert measured == [["kcenter"], ["kcenter"]]  # one round per seed (jobs=1)
+    pd.testing.assert_frame_equal(pd.read_csv(diag["diagnostics"]).drop(columns="seconds"),
+                                  table.drop(columns="seconds"), check_dtype=False)
     assert table["ks"].between(0, 1).all() and (table["covering_radius_content"] > 0).all()
     corr = pd.read_csv(diag["correlations"])
     assert set(corr["model"]) >= {"all"} and corr["spearman"].between(-1, 1).all()

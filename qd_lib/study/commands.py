@@ -267,8 +267,12 @@ def _incremental(path: Path, settings: dict, name, entries, fractions, seeds, fe
     missing_seeds = sorted({s for (_, _, s) in wanted - have()})
     for start in range(0, len(missing_seeds), max(1, jobs)):
         batch = missing_seeds[start:start + max(1, jobs)]
-        fresh = _measure(name, entries, fractions, batch, feature_set, jobs)
-        keep = wanted - have()  # whole seeds are recomputed: their features are shared
+        keep = wanted - have()
+        # only the methods with rows missing in these seeds (a method added later costs its
+        # own selections); every fraction of such a method is redone, and only missing rows kept
+        todo = {m for (m, _, s) in keep if s in batch}
+        fresh = _measure(name, [e for e, label in zip(entries, labels) if label in todo],
+                         fractions, batch, feature_set, jobs)
         fresh = fresh[[(m, float(f), int(s)) in keep for m, f, s in
                        zip(fresh["method"], fresh["fraction"], fresh["seed"])]]
         table = pd.concat([t for t in (table, fresh) if len(t)], ignore_index=True)
