@@ -184,6 +184,9 @@ def test_a_study_stage_trains_only_its_cells_and_names_bad_values(tiny_bench, tm
     # a wider stage finds the first one's run held and trains only the other seed
     wider = commands.run_missing([sweep], out, only={"methods": ["random"]})
     assert wider["trained"] == 1 and wider["held"] == 1 and wider["rows"] == 2
+    # two sweeps listing the same runs: one row per run
+    commands._write_tables([sweep, sweep], out)
+    assert pd.read_csv(out / "runs.csv")["run_id"].is_unique
     # tables written for a sweep that lists none of these runs keep the committed rows
     narrow = tmp_path / "narrow.yaml"
     narrow.write_text(sweep.read_text().replace("methods: [random, qdiverse, kcenter]",

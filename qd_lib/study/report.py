@@ -61,7 +61,9 @@ def study_runs(sweeps: Sequence, runs_root=None) -> pd.DataFrame:
     if not frames:
         raise ValueError(f"No finished run of {list(map(str, sweeps))} was found; run the "
                          "sweep(s) first (python -m qd_lib.runner sweep FILE).")
-    runs = pd.concat(frames, ignore_index=True)
+    # a run listed by two sweeps (the ablation shares Random and Q-Diverse with the main
+    # study) is one run: one row
+    runs = pd.concat(frames, ignore_index=True).drop_duplicates("run_id")
     runs["method"] = [_variant_name(m, s) for m, s in zip(runs["method"], runs["settings"])]
     runs["epochs"] = [_epochs(s) for s in runs["settings"]]
     runs["feature_set"] = [_feature_set(s) for s in runs["settings"]]
