@@ -78,8 +78,9 @@ def _study(root: Path) -> str:
     from qd_lib.study.commands import study_grid
     from qd_lib.study.readme import evidence_body
 
+    sweep = root / "notebooks" / "sweeps" / "study.yaml"
     return evidence_body(root / "figures" / "study",
-                         study_grid(root / "notebooks" / "sweeps" / "study.yaml"))
+                         study_grid(sweep) if sweep.is_file() else None)
 
 
 #: Every generated block of the README, in the README's order.

@@ -241,7 +241,7 @@ def test_check_names_a_stale_block_and_the_command_rewrites_it(tmp_path, capsys)
     readme = tmp_path / "README.md"
     original = (ROOT / "README.md").read_text(encoding="utf-8")
     readme.write_text(replace_block(original, "complexity", "R² = 1.000 (typed by hand)"))
-    for folder in ("figures", "benchmarks"):
+    for folder in ("figures", "benchmarks", "notebooks"):
         (tmp_path / folder).symlink_to(ROOT / folder)
     assert main(["--check", "--readme", str(readme)]) == 1
     assert "block 'complexity' is stale" in capsys.readouterr().err
