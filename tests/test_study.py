@@ -220,7 +220,81 @@ def test_the_readme_section_computes_wall_time_robustness_and_the_epoch_cap(tmp_
     text = evidence_section(out, grid)
     # 4 maniqa runs × 15 min mean / 2 workers = 0.5 h; musiq not timed
     assert "maniqa 10%: 15 min (2 runs timed) × 4" in text and "needs 0.5 h" in text
-    assert "not yet timed: musiq 10% (1 runs)" in text
+    assert "not yet timed: musiq 10% (1 runs)" in text and "one 10-hour night" not in text
+    long_grid = pd.DataFrame({"model": ["maniqa"] * 80, "fraction": [0.1] * 80,
+                              "epochs": [12] * 80})   # 80 × 15 min / 2 = 10 h: still one night
+    assert "one 10-hour night" not in evidence_section(out, long_grid)
+    longer = pd.concat([long_grid] * 2, ignore_index=True)   # 20 h
+    assert "needs 20.0 h" in evidence_section(out, longer)
+    assert "more than one 10-hour night" in evidence_section(out, longer)
     assert "MOS KS 0.020 against Random's 0.050, rank 1 of 3" in text
     assert "(main setting: 0.300 against 0.050, rank 2 of 3)" in text
     assert "still rising" in text and "does not reproduce here" in text
+
+
+def test_trained_variants_pair_by_seed_and_reject_mixed_cells():
+    """A variant's paired difference uses only the seeds Random shares with it, on each split,
+    and runs of two cells (two models, say) are refused rather than averaged together."""
+    from qd_lib.study.ablation import trained_variants
+
+    runs = pd.DataFrame({
+        "dataset": ["d"] * 5, "model": ["maniqa"] * 5, "fraction": [0.1] * 5,
+        "method": ["random", "random", "qdiverse_density", "qdiverse_density",
+                   "qdiverse_density"],
+        "seed": [0, 1, 0, 1, 2],
+        "val_srcc": [0.80, 0.70, 0.85, 0.60, 0.99],
+        "srcc": [0.50, 0.60, 0.55, 0.50, 0.99]})
+    table = trained_variants(runs).set_index("method")
+    density = table.loc["qdiverse_density"]
+    assert density["n_trained"] == 3 and density["n_pairs"] == 2
+    # seed 2 has no Random partner: (0.05 - 0.10) / 2 on val, (0.05 - 0.10) / 2 on test
+    assert density["val_srcc_diff"] == pytest.approx(-0.025)
+    assert density["srcc_diff"] == pytest.approx(-0.025)
+    assert density["srcc_trained"] == pytest.approx((0.55 + 0.50 + 0.99) / 3)
+    assert table.loc["random", "srcc_diff"] == 0.0
+    mixed = pd.concat([runs, runs.assign(model="musiq")], ignore_index=True)
+    with pytest.raises(ValueError, match="'runs' parameter of trained_variants.*2 cells"):
+        trained_variants(mixed)
+
+
+def test_refresh_ablation_merges_only_the_ablation_sweeps_runs(tmp_path, monkeypatch):
+    """ablation.csv is rebuilt from ablation_seeds.csv and the runs the ablation sweep lists;
+    a trained run of another sweep (a MUSIQ run of the same method) stays out, and the README
+    block reports the paired validation difference."""
+    from qd_lib.study import commands
+    from qd_lib.study.readme import _ablation
+
+    out = tmp_path / "study"
+    out.mkdir()
+    seeds = [{"option": o, "value": v, "method": m, "fraction": 0.1, "seed": s, "ks": ks,
+              "seconds": 1.0}
+             for s in range(2) for o, v, m, ks in (
+                 ("reference", "random", "random", 0.05),
+                 ("default", "faithful defaults", "qdiverse", 0.3),
+                 ("extension", "qdiverse_density", "qdiverse_density", 0.04))]
+    pd.DataFrame(seeds).to_csv(out / "ablation_seeds.csv", index=False)
+    runs = pd.DataFrame({
+        "dataset": ["d"] * 5, "model": ["maniqa"] * 4 + ["musiq"], "fraction": [0.1] * 5,
+        "method": ["random", "random", "qdiverse_density", "qdiverse_density", "random"],
+        "seed": [0, 1, 0, 1, 0], "val_srcc": [0.8, 0.7, 0.9, 0.8, 0.1],
+        "srcc": [0.8, 0.8, 0.7, 0.7, 0.1], "run_id": ["r0", "r1", "d0", "d1", "m0"]})
+    runs.to_csv(out / "runs.csv", index=False)
+
+    class Spec:
+        def __init__(self, run_id):
+            self.run_id = run_id
+
+    monkeypatch.setattr(commands, "_sweep_specs",
+                        lambda sweeps: [Spec(i) for i in ("r0", "r1", "d0", "d1")])
+    sweep = tmp_path / "ablation.yaml"
+    sweep.write_text("name: x\n")
+    path = commands.refresh_ablation(out, sweep)
+    table = pd.read_csv(path).set_index("method")
+    assert list(table.index) == ["qdiverse_density", "random", "qdiverse"]   # by KS
+    assert table.loc["random", "n_trained"] == 2                             # not the MUSIQ run
+    assert table.loc["qdiverse_density", "val_srcc_diff"] == pytest.approx(0.1)
+    assert table.loc["qdiverse_density", "srcc_diff"] == pytest.approx(-0.1)
+    assert pd.isna(table.loc["qdiverse", "n_trained"])
+    text = "\n".join(_ablation(out))
+    assert "qdiverse_density (2 seeds): validation Δ +0.100, test Δ -0.100" in text
+    assert commands.refresh_ablation(tmp_path / "none") is None

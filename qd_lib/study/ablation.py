@@ -7,7 +7,8 @@ with the study's diagnostics (:mod:`qd_lib.study.diagnostics`) over seeds and fr
 :func:`rank_variants` orders them by the diagnostic that best predicts trained SRCC (from the
 study's own correlation table; KS to the training MOS by default). The most promising variants
 are then trained in the paired design (``notebooks/sweeps/study_ablation.yaml``) and chosen on
-the validation split only.
+the validation split only: :func:`trained_variants` gives each trained variant's mean SRCC and its
+paired difference with Random on both splits, the validation one being what a choice may use.
 """
 from __future__ import annotations
 
@@ -79,3 +80,35 @@ def rank_variants(ablation: pd.DataFrame, *, by: str = "ks", lower_is_better: bo
     means = ablation.groupby(["option", "value", "method"], as_index=False, sort=False)[
         numeric].mean()
     return means.sort_values(by, ascending=lower_is_better).reset_index(drop=True)
+
+
+def trained_variants(runs: pd.DataFrame, *, baseline: str = "random") -> pd.DataFrame:
+    """Per method of the ablation sweep's trained ``runs`` (one dataset, model, fraction and
+    feature set): ``n_trained``, mean ``val_srcc_trained`` and ``srcc_trained`` (test), and the
+    mean paired difference with ``baseline`` on each split (``val_srcc_diff``, ``srcc_diff``;
+    same seeds only, ``n_pairs`` of them).
+
+    Variants are chosen on ``val_srcc_diff``; the test columns are reported, never chosen on.
+    """
+    cells = [c for c in ("dataset", "model", "config", "fraction", "feature_set", "epochs")
+             if c in runs]
+    n_cells = len(runs.drop_duplicates(cells)) if cells and len(runs) else len(runs) > 0
+    if n_cells > 1:
+        raise ValueError("The 'runs' parameter of trained_variants must hold one cell (dataset, "
+                         f"model, fraction, feature set) of the ablation sweep. Got {n_cells} "
+                         "cells.")
+    table = runs.groupby("method", sort=False).agg(
+        n_trained=("srcc", "size"), val_srcc_trained=("val_srcc", "mean"),
+        srcc_trained=("srcc", "mean")).reset_index()
+    base = runs[runs["method"] == baseline].drop_duplicates("seed").set_index("seed")
+    diffs = []
+    for method, rows in runs.groupby("method", sort=False):
+        rows = rows.drop_duplicates("seed").set_index("seed")
+        seeds = rows.index.intersection(base.index)
+        diffs.append({"method": method, "n_pairs": len(seeds),
+                      "val_srcc_diff": (rows.loc[seeds, "val_srcc"]
+                                        - base.loc[seeds, "val_srcc"]).mean()
+                      if len(seeds) else float("nan"),
+                      "srcc_diff": (rows.loc[seeds, "srcc"] - base.loc[seeds, "srcc"]).mean()
+                      if len(seeds) else float("nan")})
+    return table.merge(pd.DataFrame(diffs), on="method", how="left")

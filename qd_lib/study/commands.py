@@ -171,6 +171,8 @@ def report(sweeps, out, *, runs_root=None) -> dict:
     from qd_lib.viz.study import plot_paired_forest, plot_srcc_vs_fraction
 
     paths = _write_tables(sweeps, out, runs_root)
+    if (ablation_table := refresh_ablation(out)) is not None:
+        paths["ablation"] = ablation_table
     summary = pd.read_csv(paths["summary"])
     provenance = {"from": display_path(paths["summary"]), "command": "python -m qd_lib.study "
                   "report"}
@@ -344,7 +346,7 @@ def ablation(dataset_name: str, out, *, seeds: int = 10, fractions=None,
     """``ablation_seeds.csv`` (every variant × fraction × seed) and ``ablation.csv`` (per
     option value: the diagnostics' means, and trained SRCC where ``runs.csv`` holds it)."""
     from qd_lib.data import open_dataset
-    from qd_lib.study.ablation import ABLATION_GRID, ablation_entries, rank_variants
+    from qd_lib.study.ablation import ABLATION_GRID, ablation_entries
 
     out = Path(out)
     dataset = open_dataset(dataset_name)
@@ -362,19 +364,42 @@ def ablation(dataset_name: str, out, *, seeds: int = 10, fractions=None,
     table["option"] = [labels[m][0] for m in table["method"]]
     table["value"] = [labels[m][1] for m in table["method"]]
     _save_rows(path, table, {**meta, "settings": settings})
-    paths = {"ablation_seeds": path}
-    ranked = rank_variants(table.drop(columns=["seconds"]))
+    return {"ablation_seeds": path, "ablation": refresh_ablation(out)}
+
+
+def ablation_sweep() -> Path:
+    """The sweep file of the ablation's trained variants (``notebooks/sweeps/
+    study_ablation.yaml``)."""
+    from qd_lib.paths import repo_root
+
+    return repo_root() / "notebooks" / "sweeps" / "study_ablation.yaml"
+
+
+def refresh_ablation(out, sweep=None) -> Path | None:
+    """Rewrite ``ablation.csv`` from ``ablation_seeds.csv`` (the diagnostics' means per
+    variant) and ``runs.csv`` (trained SRCC of the variants the ablation sweep lists, paired
+    with Random: :func:`~qd_lib.study.ablation.trained_variants`); nothing is recomputed, so
+    ``report`` calls it after every round of training. ``None`` when there is no
+    ``ablation_seeds.csv``."""
+    from qd_lib.study.ablation import rank_variants, trained_variants
+
+    out = Path(out)
+    seeds_path = out / "ablation_seeds.csv"
+    if not seeds_path.is_file():
+        return None
+    ranked = rank_variants(pd.read_csv(seeds_path).drop(columns=["seconds"], errors="ignore"))
     runs_path = out / RUNS_CSV
-    if runs_path.is_file():
+    sweep = Path(sweep) if sweep is not None else ablation_sweep()
+    if runs_path.is_file() and sweep.is_file():
+        ids = {s.run_id for s in _sweep_specs([sweep])}
         runs = pd.read_csv(runs_path)
-        runs = runs[(runs["dataset"] == dataset.name) & runs["fraction"].isin(fractions)]
-        trained = runs.groupby("method").agg(srcc_trained=("srcc", "mean"),
-                                             val_srcc_trained=("val_srcc", "mean"),
-                                             n_trained=("srcc", "size")).reset_index()
-        ranked = ranked.merge(trained, on="method", how="left")
-    paths["ablation"] = atomic_write_text(out / "ablation.csv", ranked.to_csv(
-        index=False, float_format="%.6f"))
-    return paths
+        runs = runs[runs["run_id"].isin(ids)]
+        if len(runs):
+            ranked = ranked.merge(trained_variants(runs), on="method", how="left")
+            for column in ("n_trained", "n_pairs"):   # counts, blank where not trained
+                ranked[column] = ranked[column].astype("Int64")
+    return atomic_write_text(out / "ablation.csv", ranked.to_csv(index=False,
+                                                                   float_format="%.6f"))
 
 
 def study_grid(sweep=None) -> pd.DataFrame:

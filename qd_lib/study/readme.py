@@ -96,11 +96,17 @@ def _ablation(out: Path) -> list[str]:
         items.append(f"faithful default KS {_f(default.iloc[0]['ks'])}")
     if len(ref):
         items.append(f"Random KS {_f(ref.iloc[0]['ks'])}")
+    lines = text[:1] + [text[1] + "; ".join(items) + "."]
     if "srcc_trained" in table:
-        trained = table[table["srcc_trained"].notna()]
-        items += [f"{r.value} trained: SRCC {_f(r.srcc_trained)} (val {_f(r.val_srcc_trained)})"
-                  for r in trained.itertuples() if r.option != "reference"]
-    return text[:1] + [text[1] + "; ".join(items) + "."]
+        trained = table[table["srcc_trained"].notna() & (table["option"] != "reference")]
+        paired = [f"{r.value} ({int(r.n_pairs)} seeds): validation Δ "
+                  f"{_f(r.val_srcc_diff, signed=True)}, test Δ {_f(r.srcc_diff, signed=True)}"
+                  for r in trained.itertuples() if getattr(r, "n_pairs", 0) > 0]
+        if paired:
+            lines.append("Trained in the paired design (`notebooks/sweeps/study_ablation.yaml`; "
+                         "mean paired SRCC difference with Random, variants are chosen on the "
+                         "validation column): " + "; ".join(paired) + ".")
+    return lines
 
 
 def _epochs(out: Path) -> list[str]:
@@ -220,6 +226,10 @@ def _robustness(out: Path, fraction: float = 0.1) -> list[str]:
             "above once their runs are committed):"] + lines
 
 
+#: what "fits in one night" means for the wall-time line
+NIGHT_HOURS = 10
+
+
 def _wall_time(out: Path, grid: pd.DataFrame | None, workers: int = 2) -> list[str]:
     """Measured minutes per run (``runs.csv`` and the epoch sweep's runs of the same schedule)
     and what the main sweep's grid costs at those times with ``workers`` runs in parallel."""
@@ -250,6 +260,10 @@ def _wall_time(out: Path, grid: pd.DataFrame | None, workers: int = 2) -> list[s
                  f"{_f(measured / 60 / workers, 1)} h")
         text += (f"; not yet timed: {', '.join(missing)}." if missing else
                  " in all, and the study resumes where it stopped.")
+        if measured / 60 / workers > NIGHT_HOURS:
+            text += (f" That is more than one {NIGHT_HOURS}-hour night on 2 cores: the grid is "
+                     "trained in stages (`run --models/--fractions/--methods/--seeds`), each "
+                     "resuming where the last stopped.")
     return ["", text]
 
 
