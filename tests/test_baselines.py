@@ -879,3 +879,17 @@ def test_pgcs_reuses_its_tsne_across_budgets_with_identical_results():
     assert np.array_equal(select("pgcs", X, 12, seed=4).indices, small.indices)
     assert small.info == select("pgcs", X, 12, seed=4).info  # records do not depend on the cache
     assert not np.array_equal(np.sort(other_seed.indices), np.sort(small.indices))
+
+
+def test_pgcs_exact_distances_match_euclidean_in_any_chunking():
+    """The BLAS-free distances behind small t-SNE inputs are Euclidean distances, whatever the
+    chunk size (one row per chunk here, all rows in one chunk by default)."""
+    from scipy.spatial.distance import cdist
+
+    from qd_lib.selection.methods.pgcs import exact_distances
+
+    X = np.random.default_rng(3).normal(size=(37, 5))
+    D = exact_distances(X)
+    np.testing.assert_allclose(D, cdist(X, X), rtol=1e-12, atol=1e-12)
+    assert np.array_equal(exact_distances(X, chunk_bytes=1), D)
+    assert np.all(np.diag(D) == 0) and np.array_equal(D, D.T)

@@ -298,3 +298,25 @@ def test_refresh_ablation_merges_only_the_ablation_sweeps_runs(tmp_path, monkeyp
     text = "\n".join(_ablation(out))
     assert "qdiverse_density (2 seeds): validation Δ +0.100, test Δ -0.100" in text
     assert commands.refresh_ablation(tmp_path / "none") is None
+
+
+def test_mos_shift_gives_the_direction_of_a_skew_and_the_readme_shows_it(tmp_path):
+    """KS says how far a coreset's MOS is from the training split's; mos_shift says which way
+    (negative: low-quality images over-picked), and the README table prints it in brackets."""
+    from qd_lib.study.diagnostics import coreset_diagnostics
+    from qd_lib.study.readme import _training_free
+
+    mos = np.array([0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
+    low = coreset_diagnostics([0, 1], mos, {})
+    high = coreset_diagnostics([4, 5], mos, {})
+    assert low["mos_shift"] == pytest.approx(0.1 - 0.5) and high["mos_shift"] == pytest.approx(0.4)
+    assert low["ks"] == high["ks"]                    # KS alone cannot tell the two apart
+    out = tmp_path / "study"
+    out.mkdir()
+    pd.DataFrame([{"method": m, "fraction": 0.1, "seed": s, "ks": ks, "mos_shift": shift,
+                   "covering_radius_content": 1.0}
+                  for s in range(2) for m, ks, shift in (("random", 0.05, 0.01),
+                                                         ("qdiverse", 0.3, -0.17))]).to_csv(
+        out / "diagnostics.csv", index=False)
+    text = "\n".join(_training_free(out))
+    assert "| Q-Diverse | 0.300 (-0.17) |" in text and "| Random | 0.050 (+0.01) |" in text

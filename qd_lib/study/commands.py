@@ -202,10 +202,14 @@ def epochs(out, *, source=None) -> dict:
 
 # -- training-free steps ---------------------------------------------------------------------
 def _settings(dataset, feature_set) -> dict:
+    """What a committed training-free table must have been made with to be reused (a table
+    of other diagnostics, say without a column added since, is recomputed)."""
     from qd_lib.features import feature_spec
+    from qd_lib.study.diagnostics import DIAGNOSTICS
 
     return {"dataset": dataset.name, "manifest_hash": dataset.manifest.content_hash,
-            "scheme": dataset.scheme, "feature_set": feature_spec(feature_set)}
+            "scheme": dataset.scheme, "feature_set": feature_spec(feature_set),
+            "diagnostics": list(DIAGNOSTICS)}
 
 
 def _step_command(step: str, out: Path, dataset_name: str, feature_set, seeds: int) -> str:

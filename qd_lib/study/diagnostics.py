@@ -6,7 +6,9 @@ features, MOS convention and seed), then measured without training:
 
 MOS (normalised, :func:`qd_lib.features.selection_mos`)
     ``ks`` (Kolmogorov–Smirnov to the training split), ``wasserstein`` (Wasserstein-1 / range),
-    ``bins_hit`` (share of occupied MOS deciles also hit), ``range_ratio``.
+    ``bins_hit`` (share of occupied MOS deciles also hit), ``range_ratio``, ``mos_shift``
+    (coreset mean minus training mean, as a share of the MOS range: the direction of a skew;
+    negative means the coreset over-picks low-quality images).
 Embedding spaces (``content``, ``quality``, and ``embedding``: the baselines' LIQE stand-in)
     ``covering_radius_<space>`` (worst case) and ``mean_nearest_<space>`` (density fit), both
     relative to one well-placed point (:func:`qd_lib.analysis.embedding_coverage`).
@@ -30,7 +32,7 @@ from qd_lib.utils.progress import progress
 logger = logging.getLogger(__name__)
 
 SPACES = ("content", "quality", "embedding")
-MOS_KEYS = ("ks", "wasserstein", "bins_hit", "range_ratio")
+MOS_KEYS = ("ks", "wasserstein", "bins_hit", "range_ratio", "mos_shift")
 DIAGNOSTICS = MOS_KEYS + tuple(f"{k}_{s}" for s in SPACES
                                for k in ("covering_radius", "mean_nearest"))
 DIAGNOSTIC_FRACTIONS = (0.01, 0.05, 0.1, 0.3)
@@ -42,6 +44,8 @@ def coreset_diagnostics(indices, mos, spaces: dict[str, np.ndarray], *, bins: in
     holds :func:`qd_lib.analysis.reference_distances` per space when already computed."""
     idx = np.asarray(indices, dtype=np.int64)
     out = mos_coverage(mos, mos[idx], mos_range=NORMALIZED_MOS_RANGE, bins=bins)
+    lo, hi = NORMALIZED_MOS_RANGE
+    out["mos_shift"] = float((np.mean(mos[idx]) - np.mean(mos)) / (hi - lo))
     row = {k: out[k] for k in MOS_KEYS}
     for name, X in spaces.items():
         cov = embedding_coverage(X, idx, reference=(references or {}).get(name))

@@ -155,14 +155,26 @@ def _training_free(out: Path) -> list[str]:
     fractions = list(ks.columns)
     from qd_lib.study.report import _method_rank
 
+    shift = (table.groupby(["method", "fraction"])["mos_shift"].mean().unstack()
+             .reindex(index=ks.index, columns=ks.columns) if "mos_shift" in table else None)
+
+    def cell(method, fraction) -> str:
+        if shift is None or pd.isna(shift.loc[method, fraction]):
+            return _f(ks.loc[method, fraction])
+        return f"{_f(ks.loc[method, fraction])} ({_f(shift.loc[method, fraction], 2, True)})"
+
     header = "| method | " + " | ".join(fraction_label(f) for f in fractions) + " |"
     lines = ["", f"**Training-free diagnostics** (`figures/study/diagnostics.csv`, "
              f"{n_seeds}+ seeds per cell): Kolmogorov–Smirnov distance between the coreset's "
              "MOS and the training split's (lower keeps the MOS distribution; – where not "
-             "measured).", "", header, "|---|" + "---:|" * len(fractions)]
+             "measured)" + ("" if shift is None else
+                            ", and in brackets the direction of the skew: the coreset's mean "
+                            "MOS minus the training mean, as a share of the MOS range "
+                            "(negative: more low-quality images)") + ".", "", header,
+             "|---|" + "---:|" * len(fractions)]
     for method in sorted(ks.index, key=_method_rank):
         lines.append(f"| {method_label(method)} | "
-                     + " | ".join(_f(ks.loc[method, f]) for f in fractions) + " |")
+                     + " | ".join(cell(method, f) for f in fractions) + " |")
     if {"qdiverse", BASELINE} <= set(ks.index):
         worse = [f for f in fractions if ks.loc["qdiverse", f] > ks.loc[BASELINE, f]]
         reach = [f for f in fractions

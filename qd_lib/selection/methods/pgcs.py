@@ -193,8 +193,28 @@ def median_window(n_c: int, m_c: int) -> tuple[int, int]:
     return start, start + m_c
 
 
+#: decimals the t-SNE's PCA initialisation is rounded to (openTSNE scales it to a standard
+#: deviation of 1e-4, so the grid is a millionth of the initial spread)
+PCA_INIT_DECIMALS = 10
+
+#: openTSNE finds exact neighbours below this many rows (approximate ones from there on)
+EXACT_NEIGHBOURS_BELOW = 1000
+
 _TSNE_CACHE: dict = {}
 _TSNE_CACHE_SIZE = 4
+
+
+def exact_distances(X, *, chunk_bytes: int = PARTITION_CHUNK_BYTES) -> np.ndarray:
+    """Euclidean distances between the rows of ``X`` from explicit differences, in row chunks
+    of at most ``chunk_bytes`` of temporaries: no BLAS, so the same bits on every machine."""
+    X = np.asarray(X, dtype=np.float64)
+    n, d = X.shape
+    rows = max(1, int(chunk_bytes // max(1, 8 * n * d)))
+    out = np.empty((n, n))
+    for start in range(0, n, rows):
+        diff = X[start:start + rows, None, :] - X[None, :, :]
+        out[start:start + rows] = np.sqrt((diff * diff).sum(axis=2))
+    return out
 
 
 def tsne_3d(X: np.ndarray, *, n_components: int, perplexity: float, random_state: int,
@@ -202,8 +222,12 @@ def tsne_3d(X: np.ndarray, *, n_components: int, perplexity: float, random_state
     """openTSNE embedding with PGCS's settings (library defaults otherwise).
 
     Runs with BLAS and OpenMP on one thread (openTSNE's own ``n_jobs`` workers aside): its PCA
-    initialisation goes through BLAS/LAPACK, whose round-off changes with the thread count, and
-    t-SNE carries such a change into another layout.
+    initialisation goes through BLAS/LAPACK, whose round-off changes with the thread count and
+    with the CPU model (OpenBLAS picks its kernels per CPU), and t-SNE carries such a change
+    into another layout. One thread fixes the first; rounding the PCA initialisation to
+    :data:`PCA_INIT_DECIMALS` decimals fixes the second, and so does computing the exact
+    neighbours of small inputs without BLAS: the layout is the same on every machine (checked by
+    forcing different OpenBLAS kernels in the tests).
 
     The last few layouts are kept in memory, keyed by a digest of ``X`` and the settings: the
     coresets of one seed at several fractions share one t-SNE (the budget does not enter it),
@@ -238,13 +262,37 @@ def _tsne_3d(X: np.ndarray, *, n_components: int, perplexity: float, random_stat
     if init != "pca":
         logger.info("t-SNE initialisation: random (embedding of shape %s, %d components)",
                     X.shape, n_components)
-    tsne = TSNE(n_components=n_components, perplexity=effective, random_state=random_state,
-                n_jobs=n_jobs, verbose=verbose, negative_gradient_method=method,
-                initialization=init)
+    X = np.asarray(X, dtype=np.float64)
     with one_thread():
-        Y = np.asarray(tsne.fit(np.asarray(X, dtype=np.float64)), dtype=np.float64)
+        start = init
+        if init == "pca":
+            # openTSNE's own PCA initialisation, rounded to a fixed grid: its SVD goes through
+            # BLAS, whose kernel (chosen per CPU model, not per thread count) changes the last
+            # bits, and t-SNE carries such a change into another layout; on the grid every
+            # machine starts from the same positions (the rest of t-SNE does not use BLAS)
+            from openTSNE import initialization
+
+            start = np.round(initialization.pca(X, n_components, random_state=random_state),
+                             PCA_INIT_DECIMALS)
+        if n < EXACT_NEIGHBOURS_BELOW:
+            # openTSNE's exact neighbours go through BLAS distances (CPU-dependent last bits,
+            # which move the affinities, and so does scipy's cdist); explicit differences are
+            # the same on every machine. Its approximate neighbours (Annoy, from n = 1000) do
+            # not use BLAS.
+            tsne = TSNE(n_components=n_components, perplexity=effective,
+                        random_state=random_state, n_jobs=n_jobs, verbose=verbose,
+                        negative_gradient_method=method, initialization=start,
+                        metric="precomputed")
+            Y = np.asarray(tsne.fit(exact_distances(X)), dtype=np.float64)
+        else:
+            tsne = TSNE(n_components=n_components, perplexity=effective,
+                        random_state=random_state, n_jobs=n_jobs, verbose=verbose,
+                        negative_gradient_method=method, initialization=start)
+            Y = np.asarray(tsne.fit(X), dtype=np.float64)
     return Y, {"perplexity": effective, "random_state": random_state,
-               "negative_gradient_method": method, "initialization": init, "n_jobs": n_jobs}
+               "negative_gradient_method": method, "n_jobs": n_jobs,
+               "initialization": init if init != "pca" else
+               f"pca (rounded to 1e-{PCA_INIT_DECIMALS})"}
 
 
 @register("pgcs", inputs=("embedding",), needs_mos=False, stochastic=True, title="PGCS")
@@ -291,7 +339,9 @@ def pgcs_selection(features: dict[str, np.ndarray], budget: int, *, mos=None,
       perplexity 30; openTSNE initialises with PCA), Barnes-Hut gradients in 3-D, perplexity
       lowered to ``(N − 1)/3`` on tiny inputs; its ``random_state`` is drawn from our seed
       instead of the global seed 20. t-SNE layouts differ between libraries, so strata differ
-      from the official run.
+      from the official run. The PCA start is rounded to 1e-10 and inputs under 1,000 rows get
+      BLAS-free exact neighbours (:func:`tsne_3d`), so that the layout, and so the coreset, is
+      the same on every machine (BLAS round-off depends on the CPU model).
     * The quota trimming uses exact integers (``⌊m_c·E/Σm⌋``) where the code uses floats.
     * Features are used as given: L2-normalise the LIQE embeddings beforehand to match the
       official extractor (which also leaves a random flip active during extraction).
