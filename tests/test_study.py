@@ -296,8 +296,30 @@ def test_refresh_ablation_merges_only_the_ablation_sweeps_runs(tmp_path, monkeyp
     assert table.loc["qdiverse_density", "srcc_diff"] == pytest.approx(-0.1)
     assert pd.isna(table.loc["qdiverse", "n_trained"])
     text = "\n".join(_ablation(out))
-    assert "qdiverse_density (2 seeds): validation Δ +0.100, test Δ -0.100" in text
+    assert "extension qdiverse_density (2 seeds): validation Δ +0.100, test Δ -0.100" in text
     assert commands.refresh_ablation(tmp_path / "none") is None
+
+
+def test_the_readme_verdict_follows_the_table_markers_and_names_variants():
+    """Better/worse only with the interval and p < 0.05 (▲/▼), "leaning" with the interval
+    alone (△/▽), undecided below six pairs (where p < 0.05 is out of reach); an ablation
+    variant is named by its option."""
+    from qd_lib.study.readme import MIN_PAIRS_FOR_VERDICT, _variant, _verdict
+
+    row = {"srcc_diff": 0.03, "srcc_diff_low": 0.02, "srcc_diff_high": 0.04, "srcc_p": 0.5,
+           "srcc_wins": 2, "n_pairs": 2}
+    assert _verdict(row).startswith("not yet decided: 2 paired seeds")
+    row.update(n_pairs=MIN_PAIRS_FOR_VERDICT, srcc_wins=5, srcc_p=0.09)
+    assert _verdict(row).startswith("leaning better than Random (Δ SRCC +0.030 [+0.020, +0.040]")
+    row.update(srcc_p=0.031)
+    assert _verdict(row).startswith("better than Random")
+    row.update(srcc_diff=-0.03, srcc_diff_low=-0.04, srcc_diff_high=-0.02)
+    assert _verdict(row).startswith("worse than Random")
+    row.update(srcc_diff_high=0.01)
+    assert _verdict(row).startswith("not distinguishable from Random")
+    assert _variant("row_normalize", True) == "row_normalize = True"
+    assert _variant("extension", "qdiverse_density") == "extension qdiverse_density"
+    assert _variant("default", "faithful defaults") == "faithful defaults"
 
 
 def test_mos_shift_gives_the_direction_of_a_skew_and_the_readme_shows_it(tmp_path):

@@ -24,14 +24,26 @@ def _f(value, digits=3, signed=False) -> str:
     return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
 
 
+#: Fewest paired seeds for a verdict: below six pairs the two-sided Wilcoxon signed-rank p
+#: cannot fall below 0.05, whatever the differences.
+MIN_PAIRS_FOR_VERDICT = 6
+
+
 def _verdict(row) -> str:
+    """The summary table's marker in words: better or worse than Random only when both the
+    bootstrap interval excludes zero and p < 0.05 (▲/▼), "leaning" when the interval alone
+    does (△/▽), undecided below :data:`MIN_PAIRS_FOR_VERDICT` paired seeds."""
+    n_pairs = int(row["n_pairs"])
     diff = (f"Δ SRCC {_f(row['srcc_diff'], signed=True)} "
             f"[{_f(row['srcc_diff_low'], signed=True)}, {_f(row['srcc_diff_high'], signed=True)}]"
-            f", p = {_f(row['srcc_p'])}, wins {int(row['srcc_wins'])}/{int(row['n_pairs'])}")
+            f", p = {_f(row['srcc_p'])}, wins {int(row['srcc_wins'])}/{n_pairs}")
+    if n_pairs < MIN_PAIRS_FOR_VERDICT:
+        return (f"not yet decided: {n_pairs} paired seeds, too few for p < 0.05 ({diff})")
+    significant = row["srcc_p"] < 0.05
     if row["srcc_diff_high"] < 0:
-        return f"worse than Random ({diff})"
+        return f"{'worse than' if significant else 'leaning worse than'} Random ({diff})"
     if row["srcc_diff_low"] > 0:
-        return f"better than Random ({diff})"
+        return f"{'better than' if significant else 'leaning better than'} Random ({diff})"
     return f"not distinguishable from Random ({diff})"
 
 
@@ -81,6 +93,14 @@ def _diagnostics(out: Path) -> list[str]:
             + "; ".join(parts) + "."]
 
 
+def _variant(option, value) -> str:
+    """An ablation row's name: ``option = value``; an extension or the faithful defaults by
+    name."""
+    if option == "extension":
+        return f"extension {value}"
+    return str(value) if option in ("default", "reference") else f"{option} = {value}"
+
+
 def _ablation(out: Path) -> list[str]:
     path = out / "ablation.csv"
     if not path.is_file():
@@ -91,7 +111,7 @@ def _ablation(out: Path) -> list[str]:
     ref = table[table["option"] == "reference"]
     text = ["", "**Ablation** (training-free, `figures/study/ablation.csv`, ordered by the MOS "
             "KS distance to the training split, lower is closer): "]
-    items = [f"{r.option} = {r.value} (KS {_f(r.ks)})" for r in rows.itertuples()]
+    items = [f"{_variant(r.option, r.value)} (KS {_f(r.ks)})" for r in rows.itertuples()]
     if len(default):
         items.append(f"faithful default KS {_f(default.iloc[0]['ks'])}")
     if len(ref):
@@ -99,7 +119,7 @@ def _ablation(out: Path) -> list[str]:
     lines = text[:1] + [text[1] + "; ".join(items) + "."]
     if "srcc_trained" in table:
         trained = table[table["srcc_trained"].notna() & (table["option"] != "reference")]
-        paired = [f"{r.value} ({int(r.n_pairs)} seeds): validation Δ "
+        paired = [f"{_variant(r.option, r.value)} ({int(r.n_pairs)} seeds): validation Δ "
                   f"{_f(r.val_srcc_diff, signed=True)}, test Δ {_f(r.srcc_diff, signed=True)}"
                   for r in trained.itertuples() if getattr(r, "n_pairs", 0) > 0]
         if paired:

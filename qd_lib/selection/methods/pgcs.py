@@ -226,8 +226,11 @@ def tsne_3d(X: np.ndarray, *, n_components: int, perplexity: float, random_state
     with the CPU model (OpenBLAS picks its kernels per CPU), and t-SNE carries such a change
     into another layout. One thread fixes the first; rounding the PCA initialisation to
     :data:`PCA_INIT_DECIMALS` decimals fixes the second, and so does computing the exact
-    neighbours of small inputs without BLAS: the layout is the same on every machine (checked by
-    forcing different OpenBLAS kernels in the tests).
+    neighbours of small inputs without BLAS: the same input bits give the same layout on every
+    machine (checked by forcing different OpenBLAS kernels in the tests). The input's own bits
+    are another matter: t-SNE is chaotic in them, so a change in the last bit of the embedding
+    (torch's extractors round differently on different CPU families) moves a large part of the
+    coreset, a different draw from the same distribution.
 
     The last few layouts are kept in memory, keyed by a digest of ``X`` and the settings: the
     coresets of one seed at several fractions share one t-SNE (the budget does not enter it),
@@ -340,8 +343,10 @@ def pgcs_selection(features: dict[str, np.ndarray], budget: int, *, mos=None,
       lowered to ``(N − 1)/3`` on tiny inputs; its ``random_state`` is drawn from our seed
       instead of the global seed 20. t-SNE layouts differ between libraries, so strata differ
       from the official run. The PCA start is rounded to 1e-10 and inputs under 1,000 rows get
-      BLAS-free exact neighbours (:func:`tsne_3d`), so that the layout, and so the coreset, is
-      the same on every machine (BLAS round-off depends on the CPU model).
+      BLAS-free exact neighbours (:func:`tsne_3d`), so that the same features give the same
+      layout, and so the same coreset, on every machine (BLAS round-off depends on the CPU
+      model). Features extracted on another CPU family differ in their last bits, and PGCS's
+      coreset with them.
     * The quota trimming uses exact integers (``⌊m_c·E/Σm⌋``) where the code uses floats.
     * Features are used as given: L2-normalise the LIQE embeddings beforehand to match the
       official extractor (which also leaves a random flip active during extraction).
