@@ -33,14 +33,14 @@ def run(method, data, budget, **options):
 
 def test_the_greedy_methods_and_random_take_initial():
     assert set(conditioning_methods()) == {"qdiverse", "qdiverse_qdpp", "qdiverse_density",
-                                           "kcenter", "herding", "random"}
+                                           "qdiverse_rownorm", "kcenter", "herding", "random"}
 
 
 @pytest.mark.parametrize("method, options", [
     ("kcenter", {}), ("kcenter", {"dtype": "float64"}), ("herding", {}),
     ("herding", {"variant": "deepcore"}), ("qdiverse", {}), ("qdiverse", {"first_pick":
                                                                           "max_degree"}),
-    ("qdiverse_qdpp", {}), ("qdiverse_density", {}),
+    ("qdiverse_qdpp", {}), ("qdiverse_density", {}), ("qdiverse_rownorm", {}),
 ])
 @pytest.mark.parametrize("prefix", [1, 7])
 def test_conditioning_on_a_prefix_continues_the_run(data, method, options, prefix):

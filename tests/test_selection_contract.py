@@ -19,7 +19,7 @@ METHODS = available_methods()
 # Options that make a stochastic method's randomness reach the result on N = 50 rows:
 # Q-Diverse draws landmarks, and with its default 600 every row is a landmark (seed-free).
 SEED_SENSITIVE = {"qdiverse": {"n_landmarks": 10}, "qdiverse_qdpp": {"n_landmarks": 10},
-                  "qdiverse_density": {"n_landmarks": 10}}
+                  "qdiverse_density": {"n_landmarks": 10}, "qdiverse_rownorm": {"n_landmarks": 10}}
 
 
 def make_features(method: str, n: int = N, seed: int = 0) -> dict[str, np.ndarray]:

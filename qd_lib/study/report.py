@@ -31,12 +31,19 @@ RUN_COLUMNS = ("dataset", "model", "config", "feature_set", "method", "fraction"
                "proxy", "sweep", "seconds", "run_id")
 CELL = ("dataset", "model", "epochs", "feature_set", "method", "fraction")
 METHOD_ORDER = ("random", "herding", "kcenter", "contextual_diversity", "moderate", "pgcs",
-                "qdiverse", "qdiverse_density", "qdiverse_qdpp", "full")
-def method_label(method: str) -> str:
-    """Display name of a method: the selection registry's title; variants keep their own
-    names."""
-    from qd_lib.runner.tables import method_label as registry_label
+                "qdiverse", "qdiverse_rownorm", "qdiverse_density", "qdiverse_qdpp", "full")
 
+
+def method_label(method: str) -> str:
+    """Display name of a method: the selection registry's title; a variant that a named
+    variant fixes (``qdiverse[row_normalize=True]`` is ``qdiverse_rownorm``) gets that one's
+    title, other variants keep their own names."""
+    from qd_lib.runner.tables import method_label as registry_label
+    from qd_lib.selection.methods.qdiverse import NAMED_VARIANTS
+
+    for name, fixed in NAMED_VARIANTS.items():
+        if method == variant_name("qdiverse", fixed) != name:
+            return registry_label(name)
     return registry_label(method)
 
 

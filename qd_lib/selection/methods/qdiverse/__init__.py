@@ -36,7 +36,8 @@ module                        sections
 :mod:`.method`                §1 inputs/outputs, §2.11 assembly; the registered selector
 :mod:`.extensions`            not in the paper: two labelled extensions (quality × diversity
                               DPP, density-compensated kernel); :mod:`.extension_methods`
-                              registers them as ``qdiverse_qdpp`` and ``qdiverse_density``
+                              registers them as ``qdiverse_qdpp`` and ``qdiverse_density``,
+                              and the variant ``qdiverse_rownorm`` (unit-length spectral rows)
 ============================  ==============================================================
 
 The total budget is split across batches by the largest-remainder rule (exact total, each
@@ -62,8 +63,10 @@ cores, or ``backend="torch", device="cuda"`` to run the kernels on a GPU (the sa
 to round-off; see :mod:`.torch_backend`).
 """
 from qd_lib.selection.methods.qdiverse.extension_methods import (
+    NAMED_VARIANTS,
     qdiverse_density_selection,
     qdiverse_qdpp_selection,
+    qdiverse_rownorm_selection,
 )
 from qd_lib.selection.methods.qdiverse.method import qdiverse_selection
 from qd_lib.selection.methods.qdiverse.options import (
@@ -74,4 +77,5 @@ from qd_lib.selection.methods.qdiverse.options import (
 )
 
 __all__ = ["qdiverse_selection", "qdiverse_preset", "QDIVERSE_PRESETS", "QDiversePreset",
-           "QDIVERSE_DEFAULTS", "qdiverse_density_selection", "qdiverse_qdpp_selection"]
+           "QDIVERSE_DEFAULTS", "NAMED_VARIANTS", "qdiverse_density_selection",
+           "qdiverse_qdpp_selection", "qdiverse_rownorm_selection"]
