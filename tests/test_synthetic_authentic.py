@@ -2,8 +2,10 @@
 histogram, determinism and resumption; the grid presets unchanged; the composition report."""
 import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from qd_lib.data import Manifest
@@ -34,7 +36,13 @@ TINY_AUTHENTIC = AuthenticConfig(photos=("astronaut", "camera", "coffee"), crops
                                  images_per_reference=8)
 # proxy-tiny as built by the grid builder before the authentic mode existed
 # (/work/main/data/proxy-tiny/build.json at commit 8533fa5)
-TINY_MANIFEST_HASH = "3a0e8b7273226a0fbc73deb62ffdd675a2a1240977d13c6fafa3465f491922e6"
+#: proxy-tiny's manifest as this code builds it. Its proxy MOS come from full-reference metrics
+#: computed by torch in float32, whose last bits depend on the CPU family, so the 4th decimal
+#: of a few MOS (and with it the manifest hash) differs between machines (hash 3a0e8b72… on
+#: earlier CI hosts, 61d0a288… on an AMD EPYC, where this file was written): every other column
+#: must match exactly, the MOS to TINY_MOS_ATOL.
+TINY_MANIFEST_GOLDEN = Path(__file__).parent / "golden" / "proxy_tiny_manifest.csv"
+TINY_MOS_ATOL = 2e-3
 GRID_CONFIG_HASHES = {"tiny": "ded584c1786a65c5", "default": "b70bdc4f0bdb1ab6"}
 
 
@@ -166,7 +174,10 @@ def test_grid_presets_are_unchanged(fresh_tiny):
         assert isinstance(PRESETS[name], ProxyConfig)
         assert PRESETS[name].config_hash(0) == chash
     tiny = fresh_tiny
-    assert tiny.manifest.content_hash == TINY_MANIFEST_HASH
+    built = pd.read_csv(tiny.root / "manifest.csv")
+    golden = pd.read_csv(TINY_MANIFEST_GOLDEN)
+    pd.testing.assert_frame_equal(built.drop(columns="mos"), golden.drop(columns="mos"))
+    np.testing.assert_allclose(built["mos"], golden["mos"], rtol=0, atol=TINY_MOS_ATOL)
     assert "mode" not in tiny.manifest.info.extra
     assert tiny.manifest.table["level"].eq(tiny.manifest.table["level"].round()).all()
 

@@ -67,6 +67,23 @@ def both(method, X, budget, **opts):
     return ref, dev
 
 
+FLOAT32_GAIN_RTOL = 1e-4
+
+
+def assert_same_picks_but_round_off_swaps(ref, dev, rtol=FLOAT32_GAIN_RTOL):
+    """The same coreset, in the same order except where the two candidates of a step were tied
+    to round-off: numpy's and torch's float32 products round differently on some CPUs
+    (measured on an AMD EPYC: steps 148 and 149 of the ``wide`` case took rows 27 and 195 in
+    opposite orders, gains 18.69940 and 18.69942 at step 148). Where the picks differ, each
+    backend's gain must equal the other's to ``rtol``."""
+    assert set(dev.indices.tolist()) == set(ref.indices.tolist())
+    differ = np.nonzero(dev.indices != ref.indices)[0]
+    tied = np.isclose(np.asarray(dev.gains)[differ], np.asarray(ref.gains)[differ], rtol=rtol,
+                      atol=0)
+    assert tied.all(), f"steps {differ[~tied]} differ beyond round-off"
+    assert len(differ) <= 0.05 * len(ref.indices)
+
+
 # ------------------------------------------------------------------------------- k-Center
 @pytest.mark.parametrize("case", ["clustered64", "clustered32", "wide", "offset_float64"])
 def test_kcenter_torch_picks_equal_numpy(case):
@@ -81,8 +98,12 @@ def test_kcenter_torch_picks_equal_numpy(case):
         X = offset_clusters(1200, 32, n_clusters=6, seed=4, offset=300.0, spread=0.01)
         opts["dtype"] = "float64"
     ref, dev = both("kcenter", X, 150, seed=7, **opts)
-    np.testing.assert_array_equal(dev.indices, ref.indices)
-    np.testing.assert_allclose(dev.gains, ref.gains, rtol=1e-5 if not opts else 1e-10)
+    if opts:
+        np.testing.assert_array_equal(dev.indices, ref.indices)
+    else:  # float32: two picks whose gains agree to round-off may come in either order
+        assert_same_picks_but_round_off_swaps(ref, dev)
+    # float32 sums over up to 700 dimensions: round-off up to ~1e-5 relative (1.1e-5 measured)
+    np.testing.assert_allclose(dev.gains, ref.gains, rtol=FLOAT32_GAIN_RTOL if not opts else 1e-10)
     assert dev.info["first_index"] == ref.info["first_index"]
     assert (dev.params["backend"], dev.params["device"]) == ("torch", "cpu")
     assert (ref.params["backend"], ref.params["device"]) == ("numpy", "cpu")

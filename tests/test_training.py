@@ -220,13 +220,50 @@ def pinned_outputs(bench, train_ids, folder) -> dict:
     return out
 
 
+#: Float tolerance of the pinned outputs: torch's float32 kernels round differently on
+#: different CPU families (PLCC -0.20677593 vs -0.20677584 measured on an AMD EPYC against
+#: the golden file), while a deliberate change of the training moves them by far more.
+PINNED_RTOL, PINNED_ATOL = 1e-4, 1e-6
+
+
+def assert_matches_golden(actual, expected, where=()):
+    """``actual == expected`` with floats to :data:`PINNED_RTOL`; everything else exact but the
+    run fingerprint, which hashes the proxy manifest (whose MOS digits depend on the CPU, see
+    ``test_grid_presets_are_unchanged``): there only its form."""
+    if where and where[-1] == "fingerprint":
+        assert isinstance(actual, str) and len(actual) == len(expected) == 64, where
+        return
+    if isinstance(expected, dict):
+        assert isinstance(actual, dict) and set(actual) == set(expected), where
+        for key in expected:
+            assert_matches_golden(actual[key], expected[key], (*where, key))
+    elif isinstance(expected, list):
+        assert isinstance(actual, list) and len(actual) == len(expected), where
+        for i, (a, e) in enumerate(zip(actual, expected)):
+            assert_matches_golden(a, e, (*where, i))
+    elif isinstance(expected, float) and not isinstance(actual, bool):
+        assert isinstance(actual, (int, float)), where
+        assert actual == pytest.approx(expected, rel=PINNED_RTOL, abs=PINNED_ATOL, nan_ok=True), \
+            (where, actual, expected)
+    else:
+        assert actual == expected, (where, actual, expected)
+
+
+def test_golden_comparison_tolerates_round_off_only():
+    assert_matches_golden({"a": [1, 0.2067759, "x"]}, {"a": [1, 0.2067758, "x"]})
+    for wrong in ({"a": [1, 0.2077759, "x"]}, {"a": [2, 0.2067759, "x"]},
+                  {"a": [1, 0.2067759, "y"]}, {"a": [1, 0.2067759]}, {"b": []}):
+        with pytest.raises(AssertionError):
+            assert_matches_golden(wrong, {"a": [1, 0.2067758, "x"]})
+
+
 def test_outputs_are_pinned(tiny_bench, train_ids, tmp_path):
     expected = json.loads(GOLDEN.read_text())
     actual = pinned_outputs(tiny_bench, train_ids, tmp_path)
     assert set(actual) == set(expected)
     for name in expected:
         for key in expected[name]:
-            assert actual[name][key] == expected[name][key], (name, key)
+            assert_matches_golden(actual[name][key], expected[name][key], (name, key))
 
 
 # -- throughput --------------------------------------------------------------------------------
