@@ -8,6 +8,7 @@ import pytest
 
 from qd_lib.study.report import summarise_study, summary_markdown, variant_name
 from qd_lib.study.stats import (
+    MIN_PAIRS_FOR_VERDICT,
     bootstrap_ci,
     min_wilcoxon_p,
     paired_comparison,
@@ -40,6 +41,11 @@ def test_paired_comparison_uses_the_pairs():
     assert shuffled["diff_low"] < 0 < shuffled["diff_high"]
     assert significance_marker(-0.02, -0.01, 0.2) == "▽"
     assert significance_marker(-0.02, 0.01, 0.01) == ""
+    # too few pairs for any marker: the same interval and p with five pairs give none
+    assert significance_marker(cmp["diff_low"], cmp["diff_high"], cmp["p_wilcoxon"],
+                               n_pairs=MIN_PAIRS_FOR_VERDICT) == "▲"
+    assert significance_marker(cmp["diff_low"], cmp["diff_high"], cmp["p_wilcoxon"],
+                               n_pairs=MIN_PAIRS_FOR_VERDICT - 1) == ""
     assert paired_comparison(base, base)["p_wilcoxon"] == 1.0
     with pytest.raises(ValueError, match="paired by seed"):
         paired_comparison(base, base[:3])
@@ -80,6 +86,12 @@ def test_summary_is_computed_from_the_runs_and_pairs_by_seed():
     assert "PROXY" in text and "| 10% | Q-Diverse | 6 |" in text and "▼" in text
     with pytest.raises(ValueError, match="share a cell and a seed"):
         summarise_study(pd.concat([runs, runs.iloc[:1]]))
+    # one seed fewer: the same clear loss gets no marker, the table says why
+    fewer = summarise_study(runs[runs["seed"] < MIN_PAIRS_FOR_VERDICT - 1])
+    q5 = fewer[(fewer["method"] == "qdiverse") & (fewer["model"] == "maniqa")
+               & (fewer["fraction"] == 0.1)].iloc[0]
+    assert q5["srcc_diff_high"] < 0 and q5["n_pairs"] == 5 and q5["marker"] == ""
+    assert f"no marker below {MIN_PAIRS_FOR_VERDICT} pairs" in summary_markdown(fewer)
 
 
 def test_variants_carry_their_options_in_the_name():
@@ -304,7 +316,7 @@ def test_the_readme_verdict_follows_the_table_markers_and_names_variants():
     """Better/worse only with the interval and p < 0.05 (▲/▼), "leaning" with the interval
     alone (△/▽), undecided below six pairs (where p < 0.05 is out of reach); an ablation
     variant is named by its option."""
-    from qd_lib.study.readme import MIN_PAIRS_FOR_VERDICT, _variant, _verdict
+    from qd_lib.study.readme import _variant, _verdict
 
     row = {"srcc_diff": 0.03, "srcc_diff_low": 0.02, "srcc_diff_high": 0.04, "srcc_p": 0.5,
            "srcc_wins": 2, "n_pairs": 2}

@@ -9,6 +9,7 @@ import pandas as pd
 
 from qd_lib.data.budget import fraction_label
 from qd_lib.study.report import BASELINE, method_label
+from qd_lib.study.stats import MIN_PAIRS_FOR_VERDICT
 from qd_lib.utils.readme_blocks import begin_marker, end_marker, has_block, replace_block
 
 #: The README block's name and the command its begin marker names.
@@ -24,9 +25,8 @@ def _f(value, digits=3, signed=False) -> str:
     return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
 
 
-#: Fewest paired seeds for a verdict: below six pairs the two-sided Wilcoxon signed-rank p
-#: cannot fall below 0.05, whatever the differences.
-MIN_PAIRS_FOR_VERDICT = 6
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _verdict(row) -> str:
@@ -50,8 +50,9 @@ def _verdict(row) -> str:
 def _trained(summary: pd.DataFrame, runs: pd.DataFrame) -> list[str]:
     n_seeds = int(summary["n_seeds"].max())
     seconds = runs["seconds"].sum() if "seconds" in runs else math.nan
-    lines = [f"{len(runs)} trained runs ({runs['model'].nunique()} models × "
-             f"{runs['fraction'].nunique()} fractions × {runs['method'].nunique()} methods × up "
+    lines = [f"{len(runs)} trained runs ({_count(runs['model'].nunique(), 'model')} × "
+             f"{_count(runs['fraction'].nunique(), 'fraction')} × "
+             f"{_count(runs['method'].nunique(), 'method')} × up "
              f"to {n_seeds} paired seeds) on {', '.join(sorted(runs['dataset'].unique()))}; "
              f"training time {_f(seconds / 3600, 1)} h of 2-core CPU in total. Mean test SRCC "
              "with a bootstrap 95 % interval, and every method's paired difference with Random "

@@ -20,7 +20,12 @@ import numpy as np
 import pandas as pd
 
 from qd_lib.data.budget import fraction_label
-from qd_lib.study.stats import bootstrap_ci, paired_comparison, significance_marker
+from qd_lib.study.stats import (
+    MIN_PAIRS_FOR_VERDICT,
+    bootstrap_ci,
+    paired_comparison,
+    significance_marker,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -163,7 +168,8 @@ def summarise_study(runs: pd.DataFrame, *, baseline: str = BASELINE, confidence:
                             f"{metric}_p": cmp["p_wilcoxon"], f"{metric}_wins": cmp["wins"]})
             row.update({"n_pairs": cmp["n_pairs"], "p_min": cmp["p_min"],
                         "marker": significance_marker(row["srcc_diff_low"],
-                                                      row["srcc_diff_high"], row["srcc_p"])})
+                                                      row["srcc_diff_high"], row["srcc_p"],
+                                                      n_pairs=cmp["n_pairs"])})
         rows.append(row)
     out = pd.DataFrame(rows)
     out["_rank"] = [_method_rank(m) for m in out["method"]]
@@ -184,7 +190,8 @@ def summary_markdown(summary: pd.DataFrame, *, proxy: bool = True) -> str:
         lines += ["**PROXY benchmark**: MOS from full-reference metrics, not human ratings.", ""]
     lines += ["SRCC mean over seeds [bootstrap 95 % CI]; Δ = mean paired difference with Random "
               "(same seed) [bootstrap 95 % CI], two-sided Wilcoxon signed-rank p, wins/pairs. "
-              "▲/▼: better/worse than Random by both the CI and p < 0.05; △/▽: by the CI only.",
+              "▲/▼: better/worse than Random by both the CI and p < 0.05; △/▽: by the CI only; "
+              f"no marker below {MIN_PAIRS_FOR_VERDICT} pairs (p cannot reach 0.05 there).",
               ""]
     for (dataset, model, epochs, features), table in summary.groupby(
             ["dataset", "model", "epochs", "feature_set"], sort=False):

@@ -100,11 +100,37 @@ def paired_comparison(values, baseline, *, confidence: float = 0.95,
             "p_wilcoxon": p, "p_min": min_wilcoxon_p(len(diff))}
 
 
+#: Fewest paired seeds for a marker or a verdict: below six pairs the two-sided Wilcoxon
+#: signed-rank p cannot fall below 0.05 whatever the differences, and a bootstrap interval of
+#: a handful of differences is little more than their range.
+MIN_PAIRS_FOR_VERDICT = 6
+
+
 def significance_marker(diff_low: float, diff_high: float, p: float, *,
-                        alpha: float = 0.05) -> str:
-    """``"▲"`` / ``"▼"`` when the method is better / worse than the baseline by both tests
-    (Wilcoxon p < ``alpha`` and a bootstrap CI that excludes 0), ``"△"`` / ``"▽"`` when only the
-    CI excludes 0, ``""`` otherwise."""
+                        n_pairs: int | None = None, alpha: float = 0.05) -> str:
+    """The summary table's marker for one paired comparison with the baseline.
+
+    Parameters
+    ----------
+    diff_low, diff_high : float
+        Bootstrap confidence interval of the mean paired difference.
+    p : float
+        Two-sided Wilcoxon signed-rank p-value.
+    n_pairs : int or None, default=None
+        Number of paired seeds; below :data:`MIN_PAIRS_FOR_VERDICT` no marker is given.
+        ``None`` skips the check (the caller has made it).
+    alpha : float, default=0.05
+        Significance level of the Wilcoxon test.
+
+    Returns
+    -------
+    str
+        ``"▲"`` / ``"▼"`` when the method is better / worse than the baseline by both tests
+        (p < ``alpha`` and an interval that excludes 0), ``"△"`` / ``"▽"`` when only the
+        interval excludes 0, ``""`` otherwise.
+    """
+    if n_pairs is not None and n_pairs < MIN_PAIRS_FOR_VERDICT:
+        return ""
     if not (math.isfinite(diff_low) and math.isfinite(diff_high)):
         return ""
     above, below = diff_low > 0, diff_high < 0
