@@ -354,3 +354,16 @@ def test_mos_shift_gives_the_direction_of_a_skew_and_the_readme_shows_it(tmp_pat
         out / "diagnostics.csv", index=False)
     text = "\n".join(_training_free(out))
     assert "| Q-Diverse | 0.300 (-0.17) |" in text and "| Random | 0.050 (+0.01) |" in text
+
+
+def test_the_committed_summary_says_exactly_what_the_committed_runs_say():
+    """figures/study/summary.{csv,md} are recomputed from figures/study/runs.csv alone."""
+    from qd_lib.paths import repo_root
+    from qd_lib.study import commands
+
+    out = repo_root() / "figures" / "study"
+    if not (out / "runs.csv").is_file():
+        pytest.skip("no committed study results in this checkout")
+    assert (out / "summary.csv").read_text() == commands.summary_from_runs(out)
+    summary = summarise_study(pd.read_csv(out / "runs.csv"))
+    assert (out / "summary.md").read_text() == summary_markdown(summary)
