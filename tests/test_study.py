@@ -196,6 +196,18 @@ def test_a_study_stage_trains_only_its_cells_and_names_bad_values(tiny_bench, tm
     # a wider stage finds the first one's run held and trains only the other seed
     wider = commands.run_missing([sweep], out, only={"methods": ["random"]})
     assert wider["trained"] == 1 and wider["held"] == 1 and wider["rows"] == 2
+    # status: what is held and what is left, timed by the runs that were trained
+    status = commands.study_status([sweep], out).set_index("method")
+    assert status.loc["random", ["planned", "done", "missing"]].tolist() == [2, 2, 0]
+    assert status.loc["random", "timing"] == "" and status.loc["random", "minutes_left"] == 0
+    per_run = pd.read_csv(out / "runs.csv")["seconds"].mean() / 60
+    assert status.loc["qdiverse", "missing_seeds"] == "0 1"
+    assert status.loc["qdiverse", "timing"] == "measured"
+    assert status.loc["qdiverse", "minutes_left"] == pytest.approx(2 * per_run)
+    assert "2 of 6 runs done; the other 4 need about" in commands.status_text(
+        status.reset_index(), workers=2)
+    staged = commands.study_status([sweep], out, only={"seeds": [1]})
+    assert staged["planned"].sum() == 3 and staged["done"].sum() == 1
     # two sweeps listing the same runs: one row per run
     commands._write_tables([sweep, sweep], out)
     assert pd.read_csv(out / "runs.csv")["run_id"].is_unique
@@ -205,6 +217,33 @@ def test_a_study_stage_trains_only_its_cells_and_names_bad_values(tiny_bench, tm
                                                 "methods: [kcenter]"))
     commands._write_tables([narrow], out)
     assert sorted(pd.read_csv(out / "runs.csv")["seed"]) == [0, 1]
+
+
+def test_a_missing_runs_time_is_measured_scaled_from_a_neighbour_or_unknown():
+    from qd_lib.study.commands import _estimate_minutes, _minutes_per_run
+
+    held = pd.DataFrame({"dataset": ["a", "a", "b"], "model": ["maniqa"] * 3,
+                         "fraction": [0.1, 0.1, 0.05], "epochs": [12, 12, 12],
+                         "seconds": [1200.0, 1800.0, 300.0]})
+    timings = _minutes_per_run(held)
+    assert _estimate_minutes(timings, "a", "maniqa", 0.1, 12) == (25.0, "measured")
+    # its own dataset first, scaled by the coreset's size
+    assert _estimate_minutes(timings, "a", "maniqa", 0.05, 12) == (12.5, "estimated")
+    assert _estimate_minutes(timings, "c", "maniqa", 0.05, 12) == (5.0, "estimated")
+    minutes, how = _estimate_minutes(timings, "a", "musiq", 0.1, 12)
+    assert how == "unknown" and math.isnan(minutes)
+    assert _estimate_minutes(timings, "a", "maniqa", 0.1, 4)[1] == "unknown"
+
+
+def test_the_study_cli_names_a_bad_stage_value_without_a_traceback(capsys):
+    from qd_lib.paths import repo_root
+    from qd_lib.study.__main__ import main
+
+    sweep = str(repo_root() / "notebooks" / "sweeps" / "study_tiny.yaml")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["status", sweep, "--methods", "qdivers"])
+    assert exit_info.value.code == 2
+    assert "'methods' parameter" in capsys.readouterr().err
 
 
 def test_the_readme_section_computes_wall_time_robustness_and_the_epoch_cap(tmp_path):

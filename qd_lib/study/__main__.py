@@ -7,6 +7,9 @@
         train the runs of the sweep files that neither figures/study/runs.csv nor runs/ hold
         yet, in rounds of --workers runs, rewriting runs.csv and summary.csv after each round;
         --methods/--models/--fractions/--seeds train one stage of the grid first
+    python -m qd_lib.study status SWEEP [SWEEP ...] [--workers N] [--methods ...] ...
+        per cell of the grid: seeds done and missing, and the time the missing runs take at
+        the measured minutes per run
     python -m qd_lib.study report SWEEP [SWEEP ...]
         runs.csv (committed rows + finished records), summary.csv/.md, the figures
     python -m qd_lib.study --out figures/study/epochs run notebooks/sweeps/study_epochs.yaml
@@ -21,11 +24,27 @@ Training-free steps skip the rows their CSV already holds for the same dataset a
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 from qd_lib.utils.logging import setup
 
 DEFAULT_SWEEPS = ("notebooks/sweeps/study.yaml",)
+
+
+def _add_stage_arguments(parser: argparse.ArgumentParser) -> None:
+    stage = parser.add_argument_group("one stage of the grid (the tables still cover all of it)")
+    stage.add_argument("--methods", nargs="+", default=None,
+                       help="methods or variants, e.g. random qdiverse")
+    stage.add_argument("--models", nargs="+", default=None, help="e.g. maniqa or maniqa/small")
+    stage.add_argument("--fractions", type=float, nargs="+", default=None)
+    stage.add_argument("--seeds", type=int, nargs="+", default=None)
+
+
+def _stage(args) -> dict:
+    from qd_lib.study.commands import STAGE_AXES
+
+    return {axis: getattr(args, axis) for axis in STAGE_AXES if getattr(args, axis) is not None}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -40,12 +59,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--workers", type=int, default=1)
     run.add_argument("--threads", type=int, default=None)
     run.add_argument("--device", default="auto")
-    stage = run.add_argument_group("one stage of the grid (the tables still cover all of it)")
-    stage.add_argument("--methods", nargs="+", default=None,
-                       help="methods or variants, e.g. random qdiverse")
-    stage.add_argument("--models", nargs="+", default=None, help="e.g. maniqa or maniqa/small")
-    stage.add_argument("--fractions", type=float, nargs="+", default=None)
-    stage.add_argument("--seeds", type=int, nargs="+", default=None)
+    _add_stage_arguments(run)
+    status = sub.add_parser("status", help="what the grid holds and what is left, with times")
+    status.add_argument("sweeps", nargs="*", default=list(DEFAULT_SWEEPS))
+    status.add_argument("--workers", type=int, default=2,
+                        help="runs in parallel, for the wall time left (default 2)")
+    _add_stage_arguments(status)
     report = sub.add_parser("report", help="runs.csv, summary.csv/.md and figures")
     report.add_argument("sweeps", nargs="*", default=list(DEFAULT_SWEEPS))
     epochs = sub.add_parser("epochs", help="validation SRCC by schedule length")
@@ -64,20 +83,32 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     setup(args.log_level)
+    try:
+        return _dispatch(args)
+    except (ValueError, FileNotFoundError) as exc:  # bad input: the message, not a traceback
+        logging.getLogger("qd_lib.study").debug("the traceback", exc_info=True)
+        parser.error(f"{exc} (--log-level DEBUG shows the traceback)")
+
+
+def _dispatch(args) -> int:
     from qd_lib.study import commands
 
     out = commands.output_dir(args.out)
     if args.command == "run":
-        only = {axis: getattr(args, axis) for axis in commands.STAGE_AXES
-                if getattr(args, axis) is not None}
         done = commands.run_missing(args.sweeps, out, runs_root=args.runs_dir,
                                     workers=args.workers, threads=args.threads,
-                                    device=args.device, only=only)
+                                    device=args.device, only=_stage(args))
         print(f"study: {done['trained']} run(s) trained, {done['failed']} failed, "
               f"{done['held']} already held; runs.csv has {done['rows']} rows")
         return 1 if done["failed"] else 0
+    if args.command == "status":
+        table = commands.study_status(args.sweeps, out, runs_root=args.runs_dir,
+                                      only=_stage(args))
+        print(commands.status_text(table, workers=args.workers))
+        return 0
     if args.command == "report":
         paths = commands.report(args.sweeps, out, runs_root=args.runs_dir)
     elif args.command == "epochs":

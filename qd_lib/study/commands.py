@@ -160,6 +160,98 @@ def run_missing(sweeps, out, *, runs_root=None, workers: int = 1, threads=None,
     return counts
 
 
+def _minutes_per_run(held: pd.DataFrame) -> dict:
+    """Mean measured minutes per run by ``(dataset, model, fraction, epochs)`` from
+    ``runs.csv`` rows."""
+    keys = ["dataset", "model", "fraction", "epochs"]
+    if held.empty or not {*keys, "seconds"} <= set(held.columns):
+        return {}
+    timed = held.dropna(subset=["seconds", "epochs"])
+    return {(d, m, round(float(f), 6), int(e)): float(sec) / 60 for (d, m, f, e), sec in
+            timed.groupby(keys)["seconds"].mean().items()}
+
+
+def _estimate_minutes(timings: dict, dataset: str, model: str, fraction: float, epochs
+                      ) -> tuple[float, str]:
+    """Minutes one run takes and how that is known: ``"measured"`` for its own ``(dataset,
+    model, fraction, epochs)``; ``"estimated"`` when scaled linearly (training steps grow with
+    the coreset) from the nearest timed fraction of the same model and schedule, its own
+    dataset first; ``"unknown"`` (NaN) when nothing comparable was timed."""
+    key = (dataset, model, round(float(fraction), 6), epochs)
+    if key in timings:
+        return timings[key], "measured"
+    same = [(d != dataset, abs(f - fraction), f, minutes)
+            for (d, m, f, e), minutes in timings.items() if m == model and e == epochs]
+    if not same:
+        return float("nan"), "unknown"
+    _, _, f, minutes = min(same)
+    return minutes * fraction / f, "estimated"
+
+
+def study_status(sweeps, out, *, runs_root=None, only: dict | None = None) -> pd.DataFrame:
+    """Where a study stands: one row per cell of the sweeps' grid (``dataset, model,
+    feature_set, fraction, method``) with the seeds planned, ``done`` (in ``runs.csv`` or
+    finished under ``runs/``), ``missing`` (their seeds listed in ``missing_seeds``) and
+    ``minutes_left``, the CPU minutes the missing runs take at the time per run measured in
+    ``runs.csv`` (``timing``: ``measured``, ``estimated`` or ``unknown``, see
+    :func:`_estimate_minutes`; empty when nothing is missing).
+
+    ``only`` restricts the grid to one stage as in :func:`run_missing`.
+    """
+    from qd_lib.runner import run_status
+
+    specs = select_stage(_sweep_specs(sweeps), only)
+    held = held_runs(out)
+    held_ids = set(held["run_id"])
+    timings = _minutes_per_run(held)
+    rows = {}
+    for s in specs:
+        epochs = s.overrides.get("epochs")
+        features = s.features.get("set") if set(s.features) == {"set"} else json.dumps(
+            s.features, sort_keys=True)
+        key = (s.dataset, f"{s.model}/{s.config}", features, float(s.fraction),
+               variant_name(s.method, s.method_params))
+        row = rows.setdefault(key, {"planned": 0, "done": 0, "missing_seeds": [],
+                                    "minutes_left": 0.0, "timing": ""})
+        row["planned"] += 1
+        if s.run_id in held_ids or run_status(s, runs_root) == "done":
+            row["done"] += 1
+            continue
+        row["missing_seeds"].append(int(s.seed))
+        minutes, row["timing"] = _estimate_minutes(
+            timings, s.dataset, s.model, s.fraction, int(epochs) if epochs is not None else None)
+        row["minutes_left"] += minutes
+    table = pd.DataFrame([
+        {"dataset": k[0], "model": k[1], "feature_set": k[2], "fraction": k[3],
+         "method": k[4], "planned": r["planned"], "done": r["done"],
+         "missing": len(r["missing_seeds"]),
+         "missing_seeds": " ".join(map(str, sorted(r["missing_seeds"]))),
+         "minutes_left": r["minutes_left"], "timing": r["timing"]}
+        for k, r in rows.items()], columns=["dataset", "model", "feature_set", "fraction",
+                                             "method", "planned", "done", "missing",
+                                             "missing_seeds", "minutes_left", "timing"])
+    return table
+
+
+def status_text(table: pd.DataFrame, *, workers: int = 2) -> str:
+    """:func:`study_status` as the ``status`` command prints it, with the wall time left when
+    ``workers`` runs train in parallel."""
+    from qd_lib.data.budget import fraction_label
+
+    if table.empty:
+        return "study: the sweeps list no runs"
+    shown = table.assign(fraction=[fraction_label(f) for f in table["fraction"]],
+                         minutes_left=[f"{m:.0f}" if m == m else "?" for m in
+                                       table["minutes_left"]])
+    planned, done = int(table["planned"].sum()), int(table["done"].sum())
+    left = table["minutes_left"].sum(skipna=False) / 60 / max(1, workers)
+    unknown = int((table["timing"] == "unknown").sum())
+    total = (f"{done} of {planned} runs done; the other {planned - done} need "
+             + (f"about {left:.1f} h with {workers} in parallel" if left == left else
+                f"an unknown time ({unknown} cells never timed)"))
+    return shown.to_string(index=False) + "\n" + total
+
+
 def report(sweeps, out, *, runs_root=None) -> dict:
     """``runs.csv`` → ``summary.csv``/``.md`` and the two figures."""
     import matplotlib
