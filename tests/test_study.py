@@ -373,6 +373,27 @@ def test_the_readme_verdict_follows_the_table_markers_and_names_variants():
     assert _variant("default", "faithful defaults") == "faithful defaults"
 
 
+def test_the_readme_states_every_trained_qdiverse_variant_even_when_it_loses():
+    """Q-Diverse, each variant or extension of it with pairs, then the best method if it is
+    none of those: a variant is reported whether or not it wins."""
+    from qd_lib.study.readme import _trained
+
+    runs = _runs()
+    runs = runs[(runs["model"] == "maniqa") & (runs["fraction"] == 0.1)]
+    variant = runs[runs["method"] == "qdiverse"].assign(
+        method="qdiverse_rownorm", srcc=lambda d: d["srcc"] + 0.01,
+        run_id=lambda d: d["run_id"] + "-rownorm")
+    herding = runs["method"] == "herding"
+    runs = pd.concat([runs.assign(srcc=np.where(herding, runs["srcc"] + 0.02, runs["srcc"])),
+                      variant], ignore_index=True)
+    lines = _trained(summarise_study(runs), runs)
+    said = [line.strip() for line in lines if line.startswith("  ")]
+    assert said[0].startswith("Q-Diverse is worse than Random")
+    assert said[1].startswith("Q-Diverse unit-length rows (variant) is worse than Random")
+    assert said[2].startswith("The best, Herding, is")
+    assert len(said) == 3
+
+
 def test_mos_shift_gives_the_direction_of_a_skew_and_the_readme_shows_it(tmp_path):
     """KS says how far a coreset's MOS is from the training split's; mos_shift says which way
     (negative: low-quality images over-picked), and the README table prints it in brackets."""

@@ -70,11 +70,15 @@ def _trained(summary: pd.DataFrame, runs: pd.DataFrame) -> list[str]:
                             for k in ("dataset", "epochs", "feature_set") if k in where)
         lines.append(f"- **{where['model']}, {fraction_label(where['fraction'])}** ({setting}): "
                      f"{order}.")
-        q = cell[cell["method"] == "qdiverse"]
-        if len(q) and not pd.isna(q.iloc[0].get("srcc_diff")):
-            lines.append(f"  Q-Diverse is {_verdict(q.iloc[0])}.")
+        # the faithful Q-Diverse first, then each trained variant or extension of it, win or lose
+        stated = set()
+        for _, row in cell.iterrows():
+            if str(row["method"]).startswith("qdiverse") and not pd.isna(row.get("srcc_diff")):
+                label = "Q-Diverse" if row["method"] == "qdiverse" else method_label(row["method"])
+                lines.append(f"  {label} is {_verdict(row)}.")
+                stated.add(row["method"])
         best = ranked.iloc[0]
-        if best["method"] not in (BASELINE, "qdiverse") and not pd.isna(best.get("srcc_diff")):
+        if best["method"] not in stated | {BASELINE} and not pd.isna(best.get("srcc_diff")):
             lines.append(f"  The best, {method_label(best['method'])}, is {_verdict(best)}.")
     return lines
 
