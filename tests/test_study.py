@@ -427,3 +427,26 @@ def test_the_committed_summary_says_exactly_what_the_committed_runs_say():
     assert (out / "summary.csv").read_text() == commands.summary_from_runs(out)
     summary = summarise_study(pd.read_csv(out / "runs.csv"))
     assert (out / "summary.md").read_text() == summary_markdown(summary)
+
+
+def test_the_forest_plot_labels_variants_and_marks_cells_too_small_for_a_verdict():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from qd_lib.viz.study import plot_paired_forest
+
+    runs = _runs()
+    runs = runs[(runs["model"] == "maniqa") & (runs["fraction"] == 0.1)]
+    variant = runs[(runs["method"] == "qdiverse") & (runs["seed"] < 2)].assign(
+        method="qdiverse[row_normalize=True]", run_id=lambda d: d["run_id"] + "-rownorm")
+    fig = plot_paired_forest(summarise_study(pd.concat([runs, variant], ignore_index=True)))
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert sorted(labels) == ["Herding", "Q-Diverse", "Q-Diverse unit-length rows (variant)"]
+    notes = sorted(t.get_text() for t in ax.texts)
+    assert notes == ["n=2", "n=6", "n=6"]
+    hollow = [line for line in ax.lines if line.get_markerfacecolor() == "white"]
+    assert len(hollow) == 1 and len(hollow[0].get_xdata()) == 1
+    plt.close(fig)
