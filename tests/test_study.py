@@ -450,3 +450,57 @@ def test_the_forest_plot_labels_variants_and_marks_cells_too_small_for_a_verdict
     hollow = [line for line in ax.lines if line.get_markerfacecolor() == "white"]
     assert len(hollow) == 1 and len(hollow[0].get_xdata()) == 1
     plt.close(fig)
+
+
+def test_correlations_match_variant_runs_their_dataset_and_feature_set(tmp_path):
+    """A named variant's runs (filed as ``qdiverse[row_normalize=True]``) are matched to its
+    diagnostic rows; each training-free table is correlated only with runs of its own dataset
+    and feature set (Random, which reads no feature, counts once); one method alone gives no
+    correlation; the README quotes per-model correlations and the out-of-sample check."""
+    from qd_lib.study import commands
+    from qd_lib.study.readme import _diagnostics
+
+    out = tmp_path / "study"
+    (out / "authentic").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    methods = ["random", "qdiverse", "qdiverse_rownorm"]
+    diag = pd.DataFrame([{"method": m, "fraction": 0.1, "seed": s,
+                          "mean_nearest_quality": q + 0.01 * s, "ks": rng.uniform()}
+                         for s in range(4) for m, q in zip(methods, (0.2, 0.3, 0.1))])
+    settings = {"dataset": "proxy-default", "feature_set": {"set": "offline"}}
+    diag.to_csv(out / "diagnostics.csv", index=False)
+    (out / "diagnostics.json").write_text(json.dumps({"settings": settings}))
+    diag.to_csv(out / "authentic" / "diagnostics.csv", index=False)
+    (out / "authentic" / "diagnostics.json").write_text(json.dumps(
+        {"settings": dict(settings, dataset="proxy-authentic")}))
+    srcc = {"random": 0.80, "qdiverse": 0.70, "qdiverse[row_normalize=True]": 0.90}
+    runs = [{"dataset": d, "model": "maniqa", "config": "small", "epochs": 12,
+             "feature_set": f, "method": m, "fraction": 0.1, "seed": s,
+             "srcc": srcc[m] - 0.001 * s, "run_id": f"{d}-{f}-{m}-{s}"}
+            for d in ("proxy-default", "proxy-authentic") for s in range(4)
+            for m in srcc for f in ("offline", "offline-deep")
+            if not (f == "offline-deep" and m == "qdiverse[row_normalize=True]")]
+    pd.DataFrame(runs).to_csv(out / "runs.csv", index=False)
+    paths = commands.refresh_correlations(out)
+    assert {"correlations", "authentic_correlations"} <= set(paths)
+    corr = pd.read_csv(paths["correlations"]).set_index(["model", "diagnostic"])
+    # 4 seeds × (Random once, Q-Diverse offline, the variant): not the offline-deep Q-Diverse
+    assert corr.loc[("maniqa", "mean_nearest_quality"), "n"] == 12
+    assert corr.loc[("maniqa", "mean_nearest_quality"), "spearman"] < -0.9
+    # Random alone (no other method of its feature set) says nothing
+    only_random = pd.DataFrame([r for r in runs if r["method"] == "random"])
+    only_random.to_csv(out / "runs.csv", index=False)
+    (out / "correlations.csv").unlink()
+    assert "correlations" not in commands.refresh_correlations(out)
+    pd.DataFrame(runs).to_csv(out / "runs.csv", index=False)
+    commands.refresh_correlations(out)
+    from qd_lib.study import readme as readme_module
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(readme_module, "MIN_RUNS_FOR_CORRELATION", 12)
+        text = "\n".join(_diagnostics(out))
+    assert "maniqa (12 runs): `mean_nearest_quality` -" in text and "`ks`" in text
+    assert "proxy-authentic" in text and "best predictor `mean_nearest_quality`" in text
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(readme_module, "MIN_RUNS_FOR_CORRELATION", 13)
+        assert _diagnostics(out) == []

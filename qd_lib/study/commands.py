@@ -253,7 +253,8 @@ def status_text(table: pd.DataFrame, *, workers: int = 2) -> str:
 
 
 def report(sweeps, out, *, runs_root=None) -> dict:
-    """``runs.csv`` → ``summary.csv``/``.md`` and the two figures."""
+    """``runs.csv`` → ``summary.csv``/``.md``, the two figures, and the diagnostics'
+    correlations with the trained runs (:func:`refresh_correlations`)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -265,6 +266,7 @@ def report(sweeps, out, *, runs_root=None) -> dict:
     paths = _write_tables(sweeps, out, runs_root)
     if (ablation_table := refresh_ablation(out)) is not None:
         paths["ablation"] = ablation_table
+    paths.update(refresh_correlations(out))
     summary = pd.read_csv(paths["summary"])
     provenance = {"from": display_path(paths["summary"]), "command": "python -m qd_lib.study "
                   "report"}
@@ -392,7 +394,7 @@ def diagnostics(dataset_name: str, out, *, seeds: int = 10, fractions=None,
     """``diagnostics.csv`` (+ ``.json``), and with ``runs.csv`` present, ``correlations.csv``
     and the scatter figure."""
     from qd_lib.data import open_dataset
-    from qd_lib.study.diagnostics import DIAGNOSTIC_FRACTIONS, diagnostic_correlations
+    from qd_lib.study.diagnostics import DIAGNOSTIC_FRACTIONS
     from qd_lib.study.report import METHOD_ORDER
 
     out = Path(out)
@@ -407,16 +409,54 @@ def diagnostics(dataset_name: str, out, *, seeds: int = 10, fractions=None,
                          list(range(seeds)), feature_set, jobs, meta)
     _save_rows(path, table, {**meta, "settings": settings})
     paths = {"diagnostics": path}
+    study_out = out if (out / RUNS_CSV).is_file() else out.parent
+    paths.update(refresh_correlations(study_out, folders=[out]))
+    return paths
+
+
+def _matching_runs(runs: pd.DataFrame, settings: dict) -> pd.DataFrame:
+    """The runs whose coresets a training-free table measured: same dataset, same feature set
+    (Random reads no feature: its runs under any set are the same selections, counted once)."""
+    from qd_lib.study.report import feature_set_name
+
+    features = feature_set_name(settings.get("feature_set") or {})
+    same = (runs["dataset"] == settings.get("dataset")) & (
+        (runs["feature_set"] == features) | (runs["method"] == "random"))
+    keys = [c for c in ("model", "config", "epochs", "method", "fraction", "seed") if c in runs]
+    return runs[same].sort_values("feature_set", key=lambda f: f != features,
+                                  kind="stable").drop_duplicates(keys)
+
+
+def refresh_correlations(out, *, folders=None) -> dict:
+    """``correlations.csv`` and the scatter figure of every training-free table of the study
+    (``out/diagnostics.csv`` and those in its sub-folders, e.g. ``authentic/``, ``features/``),
+    each against the trained runs of ``out/runs.csv`` of its own dataset and feature set. Runs
+    from the committed tables alone (no data needed), so that ``report`` keeps them current
+    as runs land."""
+    from qd_lib.study.diagnostics import diagnostic_correlations
+
+    out = Path(out)
     runs_path = out / RUNS_CSV
-    if runs_path.is_file():
-        runs = pd.read_csv(runs_path)
-        runs = runs[runs["dataset"] == dataset.name]
-        correlations = diagnostic_correlations(table, runs)
-        if len(correlations):
-            paths["correlations"] = atomic_write_text(out / "correlations.csv",
-                                                      correlations.to_csv(index=False,
-                                                                          float_format="%.6f"))
-            paths["scatter"] = _scatter(table, runs, correlations, out)
+    if not runs_path.is_file():
+        return {}
+    runs = pd.read_csv(runs_path)
+    folders = [Path(f) for f in folders] if folders is not None else \
+        [out, *sorted(p for p in out.iterdir() if p.is_dir())]
+    paths = {}
+    for folder in folders:
+        table_path, meta_path = folder / "diagnostics.csv", folder / "diagnostics.json"
+        if not (table_path.is_file() and meta_path.is_file()):
+            continue
+        settings = json.loads(meta_path.read_text()).get("settings") or {}
+        table = pd.read_csv(table_path)
+        matched = _matching_runs(runs, settings)
+        correlations = diagnostic_correlations(table, matched)
+        if not len(correlations):
+            continue
+        key = "" if folder == out else f"{folder.name}_"
+        paths[f"{key}correlations"] = atomic_write_text(
+            folder / "correlations.csv", correlations.to_csv(index=False, float_format="%.6f"))
+        paths[f"{key}scatter"] = _scatter(table, matched, correlations, folder)
     return paths
 
 
@@ -426,9 +466,11 @@ def _scatter(table, runs, correlations, out) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from qd_lib.study.report import named_method
     from qd_lib.viz import save_figure
     from qd_lib.viz.study import plot_diagnostic_scatter
 
+    runs = runs.assign(method=[named_method(m) for m in runs["method"]])
     merged = runs.merge(table, on=["method", "fraction", "seed"], how="inner")
     fig = plot_diagnostic_scatter(merged, correlations)
     path = save_figure(fig, "diagnostics_scatter", folder=out, provenance={

@@ -110,22 +110,33 @@ def run_diagnostics(dataset, methods: Sequence[str], fractions: Sequence[float] 
 
 def diagnostic_correlations(diagnostics: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     """Spearman correlation of each diagnostic with trained SRCC, over the study runs that have
-    a diagnostic row of the same method, fraction and seed (per model, and pooled).
+    a diagnostic row of the same method, fraction and seed (per model, and pooled over models,
+    which mixes SRCC scales: prefer the per-model rows). A run of a named variant's options
+    (``qdiverse[row_normalize=True]``) is matched to that variant's rows
+    (``qdiverse_rownorm``). ``runs`` must be of the dataset and feature set that
+    ``diagnostics`` was measured on (:func:`qd_lib.study.commands.refresh_correlations`).
 
     Returns
     -------
     pandas.DataFrame
         ``model``, ``diagnostic``, ``spearman``, ``p``, ``n``; sorted by |spearman| within a
-        model. A negative value means "lower is better" (e.g. KS).
+        model; a model whose matched runs are of one method only has no rows. A negative value
+        means "lower is better" (e.g. KS).
     """
     from scipy.stats import spearmanr
 
+    from qd_lib.study.report import named_method
+
     keys = ["method", "fraction", "seed"]
+    runs = runs.assign(method=[named_method(m) for m in runs["method"]])
     merged = runs.merge(diagnostics, on=keys, how="inner")
     rows = []
     for model, group in [("all", merged), *merged.groupby("model", sort=True)]:
         for name in DIAGNOSTICS:
-            if name not in group or group[name].nunique() < 2 or len(group) < 3:
+            # one method's runs differ only by seed: nothing to say about which coreset
+            # trains better
+            if (name not in group or group[name].nunique() < 2 or len(group) < 3
+                    or group["method"].nunique() < 2):
                 continue
             rho, p = spearmanr(group[name], group["srcc"])
             rows.append({"model": model, "diagnostic": name, "spearman": float(rho),

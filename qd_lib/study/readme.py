@@ -83,19 +83,54 @@ def _trained(summary: pd.DataFrame, runs: pd.DataFrame) -> list[str]:
     return lines
 
 
-def _diagnostics(out: Path) -> list[str]:
+#: fewest trained runs of one model for a correlation to be quoted
+MIN_RUNS_FOR_CORRELATION = 10
+
+
+def _diagnostics(out: Path, top: int = 3) -> list[str]:
+    """Per model (SRCC scales differ between models, so they are not pooled): the diagnostics
+    best rank-correlated with trained SRCC; then, on each robustness setting with trained runs,
+    how the main setting's best predictor fares there (an out-of-sample check)."""
     path = out / "correlations.csv"
     if not path.is_file():
         return []
     corr = pd.read_csv(path)
-    pooled = corr[corr["model"] == "all"].head(4)
-    if pooled.empty:
+    corr = corr[(corr["model"] != "all") & (corr["n"] >= MIN_RUNS_FOR_CORRELATION)]
+    if corr.empty:
         return []
-    parts = [f"`{r.diagnostic}` (Spearman {_f(r.spearman, 2, signed=True)}, n = {r.n})"
-             for r in pooled.itertuples()]
-    return ["", "**Which cheap number predicts trained SRCC** (training-free diagnostics of the "
-            "very coresets that were trained, `figures/study/correlations.csv`): "
-            + "; ".join(parts) + "."]
+    parts = []
+    for model, rows in corr.groupby("model", sort=True):
+        shown = rows.head(top)
+        if "ks" not in set(shown["diagnostic"]):
+            shown = pd.concat([shown, rows[rows["diagnostic"] == "ks"]])
+        best = ", ".join(f"`{r.diagnostic}` {_f(r.spearman, 2, signed=True)} ({_p(r.p)})"
+                         for r in shown.itertuples())
+        parts.append(f"{model} ({rows['n'].iloc[0]} runs): {best}")
+    lines = ["", "**Which cheap number predicts trained SRCC** (Spearman correlation between a "
+             "training-free diagnostic of a trained coreset and that run's test SRCC, per "
+             "model, the best three and MOS KS, `figures/study/correlations.csv`): "
+             + "; ".join(parts) + ". `mean_nearest_*` is the mean distance from a training "
+             "image to its nearest selected image in that space (lower: the coreset sits "
+             "densely among the training images); negative: lower is better."]
+    for folder, change in ROBUSTNESS:
+        other = out / folder / "correlations.csv"
+        if not other.is_file():
+            continue
+        there = pd.read_csv(other)
+        for model, rows in corr.groupby("model", sort=True):
+            lead = rows.iloc[0]["diagnostic"]
+            hit = there[(there["model"] == model) & (there["diagnostic"] == lead)]
+            if hit.empty:
+                continue
+            h = hit.iloc[0]
+            lines.append(f"  With {change}, {model}'s best predictor `{lead}` has Spearman "
+                         f"{_f(h.spearman, 2, signed=True)} ({_p(h.p)}, n = {int(h.n)} "
+                         f"runs; `figures/study/{folder}/correlations.csv`).")
+    return lines
+
+
+def _p(value: float) -> str:
+    return "p < 0.001" if value < 0.001 else f"p = {value:.3f}"
 
 
 def _variant(option, value) -> str:

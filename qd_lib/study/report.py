@@ -39,17 +39,26 @@ METHOD_ORDER = ("random", "herding", "kcenter", "contextual_diversity", "moderat
                 "qdiverse", "qdiverse_rownorm", "qdiverse_density", "qdiverse_qdpp", "full")
 
 
-def method_label(method: str) -> str:
-    """Display name of a method: the selection registry's title; a variant that a named
-    variant fixes (``qdiverse[row_normalize=True]`` is ``qdiverse_rownorm``) gets that one's
-    title, other variants keep their own names."""
-    from qd_lib.runner.tables import method_label as registry_label
+def named_method(method: str) -> str:
+    """The registered name of a run's method: a variant that a named variant fixes
+    (``qdiverse[row_normalize=True]`` is ``qdiverse_rownorm``) gets that name, any other
+    method keeps its own (so that runs and training-free tables, which use the registered
+    names, refer to the same selections)."""
     from qd_lib.selection.methods.qdiverse import NAMED_VARIANTS
 
     for name, fixed in NAMED_VARIANTS.items():
         if method == variant_name("qdiverse", fixed) != name:
-            return registry_label(name)
-    return registry_label(method)
+            return name
+    return method
+
+
+def method_label(method: str) -> str:
+    """Display name of a method: the selection registry's title (a variant that a named
+    variant fixes gets that one's title, :func:`named_method`); other variants keep their own
+    names."""
+    from qd_lib.runner.tables import method_label as registry_label
+
+    return registry_label(named_method(method))
 
 
 def _method_rank(method: str) -> tuple:
@@ -105,6 +114,13 @@ def _feature_set(settings) -> str:
     with overridden roles; ``-`` for the whole training split)."""
 
     spec = (json.loads(settings) if settings else {}).get("features") or {}
+    return feature_set_name(spec)
+
+
+def feature_set_name(spec: dict) -> str:
+    """A feature specification (:func:`qd_lib.features.feature_spec`) as the short name that
+    ``runs.csv`` files it under: ``offline``; ``offline+custom-<hash>`` for a set with
+    overridden roles; ``-`` for none."""
     if not spec:
         return "-"
     if len(spec) == 1:

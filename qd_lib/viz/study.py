@@ -120,21 +120,30 @@ def plot_paired_forest(summary: pd.DataFrame, *, metric: str = "srcc", proxy: bo
 
 
 def plot_diagnostic_scatter(merged: pd.DataFrame, correlations: pd.DataFrame, *,
-                            top: int = 4, proxy: bool = True):
-    """Trained SRCC against the ``top`` diagnostics best correlated with it (pooled over
-    models), one point per trained run, coloured by method."""
-    pooled = correlations[correlations["model"] == "all"].head(top)
-    fig, axes = plt.subplots(1, len(pooled), figsize=(3.6 * len(pooled), 3.2), squeeze=False)
-    methods = list(dict.fromkeys(merged["method"]))
+                            top: int = 4, proxy: bool = True, model: str | None = None):
+    """Trained SRCC against the ``top`` diagnostics best correlated with it for one model
+    (default: the one with the most matched runs; models are not pooled, their SRCC scales
+    differ), one point per trained run, coloured by method."""
+    per_model = correlations[correlations["model"] != "all"]
+    if model is None:
+        model = (per_model.sort_values("n", ascending=False, kind="stable")["model"].iloc[0]
+                 if len(per_model) else "all")
+    chosen = correlations[correlations["model"] == model].head(top)
+    runs = merged if model == "all" else merged[merged["model"] == model]
+    fig, axes = plt.subplots(1, max(1, len(chosen)), figsize=(3.6 * max(1, len(chosen)) + 2.4,
+                                                               3.2), squeeze=False)
+    methods = list(dict.fromkeys(runs["method"]))
     colours = _colours(methods)
-    for ax, (_, row) in zip(axes[0], pooled.iterrows()):
+    handles = {}
+    for ax, (_, row) in zip(axes[0], chosen.iterrows()):
         for method in methods:
-            part = merged[merged["method"] == method]
-            ax.scatter(part[row["diagnostic"]], part["srcc"], s=10, alpha=0.7,
-                       color=colours[method], label=_label(method))
+            part = runs[runs["method"] == method]
+            handles[_label(method)] = ax.scatter(part[row["diagnostic"]], part["srcc"], s=12,
+                                                 alpha=0.75, color=colours[method])
         ax.set(xlabel=row["diagnostic"], ylabel="test SRCC" + (" (PROXY)" if proxy else ""),
-               title=f"Spearman {row['spearman']:+.2f} (n={row['n']})")
-    if len(pooled):
-        axes[0][-1].legend(frameon=False, fontsize=6, loc="best")
-    fig.tight_layout()
+               title=f"{model}: Spearman {row['spearman']:+.2f} (n={row['n']})")
+    if handles:
+        fig.legend(list(handles.values()), list(handles), frameon=False, fontsize=7,
+                   loc="center right")
+    fig.tight_layout(rect=(0, 0, 1 - 2.3 / (3.6 * max(1, len(chosen)) + 2.4), 1))
     return fig
