@@ -123,6 +123,8 @@ def test_the_study_commands_end_to_end_on_the_tiny_sweep(tiny_bench, tmp_path, m
     assert commands.run_missing([sweep], out)["trained"] == 0
     paths = commands.report([sweep], out)
     assert paths["srcc_vs_fraction"].is_file() and paths["paired_forest"].is_file()
+    assert (f"- proxy-tiny: build {tiny_bench.manifest.content_hash[:8]}: 6 run(s)."
+            in (out / "summary.md").read_text())
     assert len(pd.read_csv(out / "runs.csv")) == 6  # the committed rows survive
     diag = commands.diagnostics("proxy-tiny", out, seeds=2, fractions=[0.25],
                                 feature_set="pixels")
@@ -193,6 +195,15 @@ def test_a_study_stage_trains_only_its_cells_and_names_bad_values(tiny_bench, tm
     out = tmp_path / "study"
     done = commands.run_missing([sweep], out, only={"methods": ["random"], "seeds": [0]})
     assert done["trained"] == 1 and done["held"] == 0 and done["rows"] == 1
+    # every row says which build of the dataset it trained on; a machine whose build differs
+    # is told before it pairs new runs with those
+    held = pd.read_csv(out / "runs.csv")
+    assert held["manifest_hash"].tolist() == [tiny_bench.manifest.content_hash]
+    assert commands.build_mismatches(specs, held) == []
+    other = held.assign(manifest_hash="f" * 64)
+    assert commands.build_mismatches(specs, other) == [
+        ("proxy-tiny", tiny_bench.manifest.content_hash, {"f" * 64: 1})]
+    assert commands.build_mismatches(specs, held.assign(manifest_hash=None)) == []
     # a wider stage finds the first one's run held and trains only the other seed
     wider = commands.run_missing([sweep], out, only={"methods": ["random"]})
     assert wider["trained"] == 1 and wider["held"] == 1 and wider["rows"] == 2
@@ -425,8 +436,9 @@ def test_the_committed_summary_says_exactly_what_the_committed_runs_say():
     if not (out / "runs.csv").is_file():
         pytest.skip("no committed study results in this checkout")
     assert (out / "summary.csv").read_text() == commands.summary_from_runs(out)
-    summary = summarise_study(pd.read_csv(out / "runs.csv"))
-    assert (out / "summary.md").read_text() == summary_markdown(summary)
+    runs = pd.read_csv(out / "runs.csv")
+    assert (out / "summary.md").read_text() == summary_markdown(summarise_study(runs),
+                                                                 runs=runs)
 
 
 def test_the_forest_plot_labels_variants_and_marks_cells_too_small_for_a_verdict():
@@ -504,3 +516,17 @@ def test_correlations_match_variant_runs_their_dataset_and_feature_set(tmp_path)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(readme_module, "MIN_RUNS_FOR_CORRELATION", 13)
         assert _diagnostics(out) == []
+
+
+def test_data_builds_count_runs_per_build_and_warn_when_pairs_cross_builds():
+    runs = pd.DataFrame({"dataset": ["a", "a", "a", "b"],
+                         "manifest_hash": ["1" * 64, "2" * 64, None, "3" * 64]})
+    from qd_lib.study.report import data_build_notes, data_builds
+
+    table = data_builds(runs)
+    assert table.values.tolist() == [["a", "1" * 64, 1], ["a", "2" * 64, 1], ["a", "", 1],
+                                     ["b", "3" * 64, 1]]
+    notes = data_build_notes(runs)
+    assert notes[0].startswith("- a: build 11111111: 1 run(s); build 22222222: 1 run(s); 1 "
+                               "run(s) recorded before") and "**2 different builds**" in notes[0]
+    assert notes[1] == "- b: build 33333333: 1 run(s)."

@@ -55,7 +55,8 @@ def collect_runs(runs_root=None, *, status: str | None = "ok", sweep: str | None
         Columns: run_id, sweep, dataset, scheme, model, config, method, fraction, seed, status,
         the metrics (srcc, plcc, plcc_logistic, krcc, rmse), val_srcc/val_plcc/val_epoch (the
         last validation, where the recipe had ``val_every``), best_srcc/best_plcc/best_epoch
-        (best on test, where recorded), n_train, n_test, test_split_hash, inference_policy
+        (best on test, where recorded), n_train, n_test, test_split_hash, manifest_hash (the
+        build of the dataset the run trained on), inference_policy
         (JSON text), epoch_rule, label_norm, plcc_variant, proxy, features, seconds, error,
         spec_hash, git_commit, git_dirty, versions (JSON text), settings (JSON text of the run
         spec without its seed) and settings_hash: runs that may share a table cell.
@@ -85,6 +86,7 @@ def collect_runs(runs_root=None, *, status: str | None = "ok", sweep: str | None
             "best_epoch": best.get("epoch"),
             "n_train": record.get("n_train"), "n_test": record.get("n_test"),
             "test_split_hash": record.get("test_split_hash"),
+            "manifest_hash": record.get("manifest_hash"),
             "inference_policy": json.dumps(record.get("inference_policy"), sort_keys=True),
             "epoch_rule": record.get("epoch_rule"), "label_norm": record.get("label_norm"),
             "plcc_variant": record.get("plcc_variant"), "proxy": record.get("proxy"),

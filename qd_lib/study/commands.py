@@ -133,6 +133,13 @@ def run_missing(sweeps, out, *, runs_root=None, workers: int = 1, threads=None,
     # largest fraction first, then seed-major: whenever the study stops, what it holds is
     # complete paired blocks (every method of a seed), the most informative fraction first
     pending.sort(key=lambda s: (-s.fraction, s.seed, s.model, s.method != "random"))
+    for dataset, here, before in build_mismatches(pending, held_runs(out)):
+        logger.warning(
+            "study: %s here is build %s, but its %d held run(s) trained on build(s) %s: the "
+            "runs trained now are paired with runs on different data. Rebuild the dataset with "
+            "the package versions of those runs (`versions` in their records) or retrain "
+            "every method of the seeds you train here.", dataset, here[:8],
+            sum(before.values()), ", ".join(f"{h[:8]} ({n})" for h, n in before.items()))
     logger.info("study: %d runs in the grid, %d held, %d to train", len(specs),
                 len(specs) - len(pending), len(pending))
     counts = {"trained": 0, "failed": 0, "held": len(specs) - len(pending)}
@@ -158,6 +165,34 @@ def run_missing(sweeps, out, *, runs_root=None, workers: int = 1, threads=None,
             cluster.close()
     counts["rows"] = len(held_runs(out))
     return counts
+
+
+def build_mismatches(specs, held: pd.DataFrame) -> list[tuple[str, str, dict]]:
+    """The datasets of ``specs`` whose build on this machine (its ``manifest_hash``) is none
+    of the builds that the ``held`` runs of that dataset recorded.
+
+    Returns
+    -------
+    list of (dataset, hash here, {held hash: number of runs})
+        Empty when every dataset matches, or when no held run of it recorded a build.
+    """
+    from qd_lib.data.catalog import canonical_dataset_name, load_manifest
+
+    if held.empty or "manifest_hash" not in held:
+        return []
+    known = held.dropna(subset=["manifest_hash"])
+    found = []
+    for dataset in sorted({canonical_dataset_name(s.dataset) for s in specs}):
+        before = known.loc[known["dataset"] == dataset, "manifest_hash"].value_counts()
+        if before.empty:
+            continue
+        try:
+            here = load_manifest(dataset).manifest.content_hash
+        except (FileNotFoundError, ValueError):  # not built here: the run itself says so
+            continue
+        if here not in before.index:
+            found.append((dataset, here, {str(h): int(n) for h, n in before.items()}))
+    return found
 
 
 def _minutes_per_run(held: pd.DataFrame) -> dict:

@@ -33,7 +33,7 @@ BASELINE = "random"
 RUN_COLUMNS = ("dataset", "model", "config", "feature_set", "method", "fraction", "seed", "srcc",
                "plcc",
                "val_srcc", "val_plcc", "krcc", "n_train", "n_test", "epochs", "features",
-               "proxy", "sweep", "seconds", "run_id")
+               "proxy", "sweep", "seconds", "manifest_hash", "run_id")
 CELL = ("dataset", "model", "epochs", "feature_set", "method", "fraction")
 METHOD_ORDER = ("random", "herding", "kcenter", "contextual_diversity", "moderate", "pgcs",
                 "qdiverse", "qdiverse_rownorm", "qdiverse_density", "qdiverse_qdpp", "full")
@@ -199,8 +199,54 @@ def _fmt(value, digits: int = 3, signed: bool = False) -> str:
     return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
 
 
-def summary_markdown(summary: pd.DataFrame, *, proxy: bool = True) -> str:
-    """The summary as Markdown: one table per dataset × model, rows fraction × method."""
+def data_builds(runs: pd.DataFrame) -> pd.DataFrame:
+    """Which build of each dataset the runs trained on.
+
+    A proxy benchmark is built on each machine (``python -m qd_lib.data.synthetic``), and
+    builds made with other package versions can differ (a different ``manifest_hash``): runs
+    paired across builds compare coresets of different data.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``dataset``, ``manifest_hash`` (``""`` for runs recorded before the hash was kept),
+        ``n_runs``; one row per dataset and build, known builds first.
+    """
+    columns = ["dataset", "manifest_hash", "n_runs"]
+    if runs.empty:
+        return pd.DataFrame(columns=columns)
+    hashes = (runs["manifest_hash"] if "manifest_hash" in runs
+              else pd.Series("", index=runs.index))
+    table = (runs.assign(manifest_hash=hashes.fillna("").astype(str))
+             .groupby(["dataset", "manifest_hash"]).size().rename("n_runs").reset_index())
+    table["_unknown"] = table["manifest_hash"] == ""
+    return (table.sort_values(["dataset", "_unknown", "n_runs"], ascending=[True, True, False])
+            .drop(columns="_unknown").reset_index(drop=True)[columns])
+
+
+def data_build_notes(runs: pd.DataFrame) -> list[str]:
+    """One Markdown line per dataset: the builds its runs trained on, and a warning when
+    there is more than one known build (:func:`data_builds`)."""
+    lines = []
+    for dataset, table in data_builds(runs).groupby("dataset", sort=True):
+        known = table[table["manifest_hash"] != ""]
+        unknown = int(table.loc[table["manifest_hash"] == "", "n_runs"].sum())
+        parts = [f"build {h[:8]}: {n} run(s)" for h, n in zip(known["manifest_hash"],
+                                                            known["n_runs"])]
+        if unknown:
+            parts.append(f"{unknown} run(s) recorded before the build was kept")
+        line = f"- {dataset}: " + "; ".join(parts) + "."
+        if len(known) > 1:
+            line += (f" **{len(known)} different builds**: runs paired across builds compare "
+                     "coresets of different data.")
+        lines.append(line)
+    return lines
+
+
+def summary_markdown(summary: pd.DataFrame, *, proxy: bool = True,
+                     runs: pd.DataFrame | None = None) -> str:
+    """The summary as Markdown: one table per dataset × model, rows fraction × method; with
+    ``runs``, the dataset builds the runs trained on (:func:`data_build_notes`) at the end."""
     lines = []
     if proxy:
         lines += ["**PROXY benchmark**: MOS from full-reference metrics, not human ratings.", ""]
@@ -229,6 +275,9 @@ def summary_markdown(summary: pd.DataFrame, *, proxy: bool = True) -> str:
             lines.append(f"| {fraction_label(r['fraction'])} | {method_label(r['method'])} | "
                          f"{int(r['n_seeds'])} | {ci} | {diff} | {p} | {wins} | {mark} |")
         lines.append("")
+    if runs is not None and len(runs):
+        lines += ["**Data builds** (the dataset's `manifest_hash` each run trained on):", "",
+                  *data_build_notes(runs), ""]
     return "\n".join(lines)
 
 
@@ -246,11 +295,12 @@ def write_study_tables(runs: pd.DataFrame, folder, *, proxy: bool = True,
     folder = Path(folder)
     runs_path = atomic_write_text(folder / "runs.csv", runs.to_csv(index=False,
                                                                    float_format="%.6f"))
-    summary = summarise_study(pd.read_csv(runs_path))  # exactly what runs.csv says
+    written = pd.read_csv(runs_path)
+    summary = summarise_study(written)  # exactly what runs.csv says
     paths = {"runs": runs_path,
              "summary": atomic_write_text(folder / "summary.csv", summary_csv_text(summary)),
-             "summary_md": atomic_write_text(folder / "summary.md",
-                                             summary_markdown(summary, proxy=proxy))}
+             "summary_md": atomic_write_text(folder / "summary.md", summary_markdown(
+                 summary, proxy=proxy, runs=written))}
     if provenance is not None:
         from qd_lib.utils.io import atomic_write_json
 
