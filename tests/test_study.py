@@ -530,3 +530,27 @@ def test_data_builds_count_runs_per_build_and_warn_when_pairs_cross_builds():
     assert notes[0].startswith("- a: build 11111111: 1 run(s); build 22222222: 1 run(s); 1 "
                                "run(s) recorded before") and "**2 different builds**" in notes[0]
     assert notes[1] == "- b: build 33333333: 1 run(s)."
+
+
+def test_within_method_correlation_ignores_what_only_separates_methods():
+    """A diagnostic that only tells methods apart has a strong across-method correlation and
+    none within a method; one that also ranks a method's seeds has both."""
+    from qd_lib.study.diagnostics import within_method_spearman
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for method, level in [("a", 0.0), ("b", 1.0), ("c", 2.0)]:
+        for seed in range(20):
+            noise = rng.normal()
+            rows.append({"method": method, "seed": seed, "srcc": level + 0.1 * noise,
+                         "separates": level + 0.1 * rng.normal(),
+                         "ranks": level + 0.1 * noise})
+    rows.append({"method": "d", "seed": 0, "srcc": 5.0, "separates": 5.0, "ranks": 5.0})
+    group = pd.DataFrame(rows)
+    rho, p, n = within_method_spearman(group, "ranks")
+    assert rho == pytest.approx(1.0) and p < 0.01 and n == 60  # the one-run method left out
+    rho, p, n = within_method_spearman(group, "separates")
+    assert abs(rho) < 0.3 and p > 0.05
+    again = within_method_spearman(group, "separates")
+    assert again == (rho, p, n)  # seeded permutations
+    assert np.isnan(within_method_spearman(group[group["method"] == "d"], "ranks")[0])

@@ -108,6 +108,47 @@ def run_diagnostics(dataset, methods: Sequence[str], fractions: Sequence[float] 
     return pd.DataFrame(out)
 
 
+def within_method_spearman(group: pd.DataFrame, name: str, *, n_permutations: int = 2000,
+                           random_state: int = 0) -> tuple[float, float, int]:
+    """Does ``name`` predict SRCC among the seeds of one method, not only which method it is?
+
+    Spearman correlation of the diagnostic and SRCC after each method's mean is taken off
+    both (methods with one run carry no within-method information and are left out), with a
+    permutation p-value that shuffles SRCC only within each method (the test's null: inside a
+    method the diagnostic says nothing about SRCC).
+
+    Returns
+    -------
+    (spearman, p, n)
+        NaN and 0 where fewer than 3 runs of methods with 2+ runs remain.
+    """
+    from scipy.stats import rankdata
+
+    counts = group["method"].map(group["method"].value_counts())
+    kept = group[counts >= 2]
+    if len(kept) < 3 or kept[name].nunique() < 2:
+        return float("nan"), float("nan"), 0
+    by_method = kept.groupby("method")
+    x = rankdata(kept[name] - by_method[name].transform("mean"))
+    y = rankdata(kept["srcc"] - by_method["srcc"].transform("mean"))
+    if np.ptp(x) == 0 or np.ptp(y) == 0:
+        return float("nan"), float("nan"), 0
+
+    # the ranks of the centred SRCC are shuffled within each method (all permutations at
+    # once, one row each); a permutation keeps the set of ranks, so only the cross term moves
+    rng = np.random.default_rng(random_state)
+    shuffled = np.tile(y, (n_permutations, 1))
+    for method in by_method.groups:
+        where = np.flatnonzero(kept["method"].to_numpy() == method)
+        shuffled[:, where] = rng.permuted(shuffled[:, where], axis=1)
+    xc, yc = x - x.mean(), y - y.mean()
+    scale = np.sqrt((xc ** 2).sum() * (yc ** 2).sum())
+    rho = float(xc @ yc / scale)
+    null = (shuffled - y.mean()) @ xc / scale
+    hits = int((np.abs(null) >= abs(rho) - 1e-12).sum())
+    return rho, (hits + 1) / (n_permutations + 1), int(len(kept))
+
+
 def diagnostic_correlations(diagnostics: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     """Spearman correlation of each diagnostic with trained SRCC, over the study runs that have
     a diagnostic row of the same method, fraction and seed (per model, and pooled over models,
@@ -119,7 +160,10 @@ def diagnostic_correlations(diagnostics: pd.DataFrame, runs: pd.DataFrame) -> pd
     Returns
     -------
     pandas.DataFrame
-        ``model``, ``diagnostic``, ``spearman``, ``p``, ``n``; sorted by |spearman| within a
+        ``model``, ``diagnostic``, ``spearman``, ``p``, ``n``, and the same within a method
+        (``spearman_within``, ``p_within``, ``n_within``, :func:`within_method_spearman`:
+        a diagnostic can separate methods without ranking one method's seeds); sorted by
+        |spearman| within a
         model; a model whose matched runs are of one method only has no rows. A negative value
         means "lower is better" (e.g. KS).
     """
@@ -139,8 +183,10 @@ def diagnostic_correlations(diagnostics: pd.DataFrame, runs: pd.DataFrame) -> pd
                     or group["method"].nunique() < 2):
                 continue
             rho, p = spearmanr(group[name], group["srcc"])
+            within, p_within, n_within = within_method_spearman(group, name)
             rows.append({"model": model, "diagnostic": name, "spearman": float(rho),
-                         "p": float(p), "n": int(len(group))})
+                         "p": float(p), "n": int(len(group)), "spearman_within": within,
+                         "p_within": p_within, "n_within": n_within})
     out = pd.DataFrame(rows)
     if out.empty:
         return out

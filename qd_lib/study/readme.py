@@ -98,7 +98,7 @@ def _diagnostics(out: Path, top: int = 3) -> list[str]:
     corr = corr[(corr["model"] != "all") & (corr["n"] >= MIN_RUNS_FOR_CORRELATION)]
     if corr.empty:
         return []
-    parts = []
+    parts, within = [], []
     for model, rows in corr.groupby("model", sort=True):
         shown = rows.head(top)
         if "ks" not in set(shown["diagnostic"]):
@@ -106,12 +106,23 @@ def _diagnostics(out: Path, top: int = 3) -> list[str]:
         best = ", ".join(f"`{r.diagnostic}` {_f(r.spearman, 2, signed=True)} ({_p(r.p)})"
                          for r in shown.itertuples())
         parts.append(f"{model} ({rows['n'].iloc[0]} runs): {best}")
+        if "spearman_within" in rows:
+            inside = [f"`{r.diagnostic}` {_f(r.spearman_within, 2, signed=True)} "
+                      f"({_p(r.p_within)})" for r in shown.itertuples()
+                      if r.diagnostic != "ks" and pd.notna(r.spearman_within)]
+            if inside:
+                within.append(f"{model} ({int(shown['n_within'].max())} runs): "
+                              + ", ".join(inside))
     lines = ["", "**Which cheap number predicts trained SRCC** (Spearman correlation between a "
              "training-free diagnostic of a trained coreset and that run's test SRCC, per "
              "model, the best three and MOS KS, `figures/study/correlations.csv`): "
              + "; ".join(parts) + ". `mean_nearest_*` is the mean distance from a training "
              "image to its nearest selected image in that space (lower: the coreset sits "
              "densely among the training images); negative: lower is better."]
+    if within:
+        lines.append("  Within a method (each method's mean taken off, methods with 2+ runs, "
+                     "p from shuffling SRCC within methods), which separates telling methods "
+                     "apart from ranking one method's seeds: " + "; ".join(within) + ".")
     for folder, change in ROBUSTNESS:
         other = out / folder / "correlations.csv"
         if not other.is_file():
