@@ -554,3 +554,29 @@ def test_within_method_correlation_ignores_what_only_separates_methods():
     again = within_method_spearman(group, "separates")
     assert again == (rho, p, n)  # seeded permutations
     assert np.isnan(within_method_spearman(group[group["method"] == "d"], "ranks")[0])
+
+
+def test_the_readme_orders_the_ablation_by_the_best_predictor_too(tmp_path):
+    """Besides KS, the ablation is ordered by the diagnostic that best predicts trained SRCC
+    across methods (lower first for a negative correlation), for the model with most runs."""
+    from qd_lib.study.readme import MIN_RUNS_FOR_CORRELATION, _ablation
+
+    pd.DataFrame({
+        "option": ["default", "reference", "gamma", "energy", "laplacian"],
+        "value": ["faithful defaults", "random", "0.3", "0.80", "rw"],
+        "method": ["qdiverse", "random", "qdiverse", "qdiverse", "qdiverse"],
+        "ks": [0.3, 0.05, 0.1, 0.2, 0.4],
+        "mean_nearest_quality": [0.25, 0.22, 0.30, 0.18, 0.20]}).to_csv(
+        tmp_path / "ablation.csv", index=False)
+    n = MIN_RUNS_FOR_CORRELATION
+    pd.DataFrame({"model": ["musiq", "maniqa", "maniqa"],
+                  "diagnostic": ["ks", "mean_nearest_quality", "ks"],
+                  "spearman": [0.9, -0.8, -0.2], "p": [0.01, 0.001, 0.3],
+                  "n": [n, n + 5, n + 5]}).to_csv(tmp_path / "correlations.csv", index=False)
+    lines = _ablation(tmp_path)
+    assert "ordered by the MOS KS distance" in lines[1] and lines[1].index(
+        "gamma = 0.3") < lines[1].index("energy = 0.80")
+    lead = next(line for line in lines if line.startswith("Ordered instead"))
+    assert "`mean_nearest_quality`" in lead and "maniqa" in lead and "-0.80" in lead
+    assert lead.index("energy = 0.80") < lead.index("laplacian = rw") < lead.index("gamma = 0.3")
+    assert "faithful default 0.250" in lead and "Random 0.220" in lead

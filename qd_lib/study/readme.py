@@ -152,6 +152,22 @@ def _variant(option, value) -> str:
     return str(value) if option in ("default", "reference") else f"{option} = {value}"
 
 
+def _lead_predictor(out: Path) -> tuple:
+    """``(diagnostic, model, spearman)``: the diagnostic best rank-correlated with trained
+    SRCC across methods, for the model with the most correlated runs (at least
+    :data:`MIN_RUNS_FOR_CORRELATION`); ``(None, None, None)`` when there is none."""
+    path = out / "correlations.csv"
+    if not path.is_file():
+        return None, None, None
+    corr = pd.read_csv(path)
+    corr = corr[(corr["model"] != "all") & (corr["n"] >= MIN_RUNS_FOR_CORRELATION)]
+    if corr.empty:
+        return None, None, None
+    model = corr.groupby("model")["n"].max().idxmax()
+    best = corr[corr["model"] == model].iloc[0]  # the table is ordered by |spearman|
+    return best["diagnostic"], model, float(best["spearman"])
+
+
 def _ablation(out: Path) -> list[str]:
     path = out / "ablation.csv"
     if not path.is_file():
@@ -168,6 +184,20 @@ def _ablation(out: Path) -> list[str]:
     if len(ref):
         items.append(f"Random KS {_f(ref.iloc[0]['ks'])}")
     lines = text[:1] + [text[1] + "; ".join(items) + "."]
+    lead, model, rho = _lead_predictor(out)
+    if lead is not None and lead in table and lead != "ks":
+        # the same variants ordered by the diagnostic that tells methods apart best in the
+        # trained runs (lower is better for a negative correlation)
+        ranked = table.sort_values(lead, ascending=rho < 0)
+        top = ranked[~ranked["option"].isin(["default", "reference"])].head(3)
+        order = [f"{_variant(r.option, r.value)} ({_f(getattr(r, lead))})"
+                 for r in top.itertuples()]
+        for name, rows_ in (("faithful default", default), ("Random", ref)):
+            if len(rows_):
+                order.append(f"{name} {_f(rows_.iloc[0][lead])}")
+        lines.append(f"Ordered instead by `{lead}`, the best predictor of {model}'s trained "
+                     f"SRCC across methods (Spearman {_f(rho, 2, signed=True)}, above): "
+                     + "; ".join(order) + ".")
     if "srcc_trained" in table:
         trained = table[table["srcc_trained"].notna() & (table["option"] != "reference")]
         paired = [f"{_variant(r.option, r.value)} ({int(r.n_pairs)} seeds): validation Δ "
