@@ -144,7 +144,10 @@ def test_the_study_commands_end_to_end_on_the_tiny_sweep(tiny_bench, tmp_path, m
                                   table.drop(columns="seconds"), check_dtype=False)
     assert table["ks"].between(0, 1).all() and (table["covering_radius_content"] > 0).all()
     corr = pd.read_csv(diag["correlations"])
-    assert set(corr["model"]) >= {"all"} and corr["spearman"].between(-1, 1).all()
+    # per trained setting (model, schedule, fraction), never pooled across SRCC scales
+    assert "all" not in set(corr["model"]) and set(corr["fraction"]) == {0.25}
+    assert corr["spearman"].between(-1, 1).all()
+    assert corr["n_methods"].between(2, 3).all()
     readme = tmp_path / "README.md"
     readme.write_text("# x\n\nintro\n")
     commands.write_readme_section(out, readme)
@@ -499,11 +502,17 @@ def test_correlations_match_variant_runs_their_dataset_and_feature_set(tmp_path)
     # 4 seeds × (Random once, Q-Diverse offline, the variant): not the offline-deep Q-Diverse
     assert corr.loc[("maniqa", "mean_nearest_quality"), "n"] == 12
     assert corr.loc[("maniqa", "mean_nearest_quality"), "spearman"] < -0.9
+    # over the 3 method means: rank -1, and an exact permutation p of 2/3! (not a run-level p)
+    assert corr.loc[("maniqa", "mean_nearest_quality"), "spearman_methods"] == pytest.approx(-1)
+    assert corr.loc[("maniqa", "mean_nearest_quality"), "p_methods"] == pytest.approx(1 / 3)
+    assert corr.loc[("maniqa", "mean_nearest_quality"), "n_methods"] == 3
     # Random alone (no other method of its feature set) says nothing
     only_random = pd.DataFrame([r for r in runs if r["method"] == "random"])
     only_random.to_csv(out / "runs.csv", index=False)
-    (out / "correlations.csv").unlink()
     assert "correlations" not in commands.refresh_correlations(out)
+    # and the earlier table and figure are gone, not quoted as current
+    assert not (out / "correlations.csv").exists()
+    assert not list(out.glob("diagnostics_scatter.*"))
     pd.DataFrame(runs).to_csv(out / "runs.csv", index=False)
     commands.refresh_correlations(out)
     from qd_lib.study import readme as readme_module
@@ -511,8 +520,9 @@ def test_correlations_match_variant_runs_their_dataset_and_feature_set(tmp_path)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(readme_module, "MIN_RUNS_FOR_CORRELATION", 12)
         text = "\n".join(_diagnostics(out))
-    assert "maniqa (12 runs): `mean_nearest_quality` -" in text and "`ks`" in text
-    assert "proxy-authentic" in text and "best predictor `mean_nearest_quality`" in text
+    assert "maniqa 10% (12 runs): `mean_nearest_quality` -" in text and "`ks`" in text
+    assert "-1.00 over 3 method means (p = 0.333)" in text
+    assert "proxy-authentic" in text and "best predictor: `mean_nearest_quality`" in text
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(readme_module, "MIN_RUNS_FOR_CORRELATION", 13)
         assert _diagnostics(out) == []
@@ -569,7 +579,7 @@ def test_the_readme_orders_the_ablation_by_the_best_predictor_too(tmp_path):
         "mean_nearest_quality": [0.25, 0.22, 0.30, 0.18, 0.20]}).to_csv(
         tmp_path / "ablation.csv", index=False)
     n = MIN_RUNS_FOR_CORRELATION
-    pd.DataFrame({"model": ["musiq", "maniqa", "maniqa"],
+    pd.DataFrame({"model": ["musiq", "maniqa", "maniqa"], "epochs": 12, "fraction": 0.1,
                   "diagnostic": ["ks", "mean_nearest_quality", "ks"],
                   "spearman": [0.9, -0.8, -0.2], "p": [0.01, 0.001, 0.3],
                   "n": [n, n + 5, n + 5]}).to_csv(tmp_path / "correlations.csv", index=False)
@@ -577,6 +587,23 @@ def test_the_readme_orders_the_ablation_by_the_best_predictor_too(tmp_path):
     assert "ordered by the MOS KS distance" in lines[1] and lines[1].index(
         "gamma = 0.3") < lines[1].index("energy = 0.80")
     lead = next(line for line in lines if line.startswith("Ordered instead"))
-    assert "`mean_nearest_quality`" in lead and "maniqa" in lead and "-0.80" in lead
+    assert "`mean_nearest_quality`" in lead and "maniqa 10%" in lead and "-0.80" in lead
     assert lead.index("energy = 0.80") < lead.index("laplacian = rw") < lead.index("gamma = 0.3")
     assert "faithful default 0.250" in lead and "Random 0.220" in lead
+
+
+def test_method_level_correlation_counts_methods_not_runs():
+    """Ten seeds of three methods in perfect order are three points: the exact p is 1/3, not
+    the tiny run-level p; with 9 methods in order it is 2/9!."""
+    from math import factorial
+
+    from qd_lib.study.diagnostics import method_level_spearman
+
+    rows = [{"method": m, "seed": s, "srcc": level + 0.01 * s, "d": -level + 0.001 * s}
+            for m, level in zip("abc", (0.6, 0.7, 0.8)) for s in range(10)]
+    rho, p, n = method_level_spearman(pd.DataFrame(rows), "d")
+    assert (rho, n) == (pytest.approx(-1.0), 3) and p == pytest.approx(1 / 3)
+    rows = [{"method": str(k), "srcc": k, "d": k} for k in range(9)]
+    rho, p, n = method_level_spearman(pd.DataFrame(rows), "d")
+    assert rho == pytest.approx(1.0) and p == pytest.approx(2 / factorial(9)) and n == 9
+    assert np.isnan(method_level_spearman(pd.DataFrame(rows[:2]), "d")[0])

@@ -487,6 +487,10 @@ def refresh_correlations(out, *, folders=None) -> dict:
         matched = _matching_runs(runs, settings)
         correlations = diagnostic_correlations(table, matched)
         if not len(correlations):
+            # no longer two methods trained here: an older table would be quoted as current
+            for stale in [folder / "correlations.csv",
+                          *folder.glob("diagnostics_scatter.*")]:
+                stale.unlink(missing_ok=True)
             continue
         key = "" if folder == out else f"{folder.name}_"
         paths[f"{key}correlations"] = atomic_write_text(

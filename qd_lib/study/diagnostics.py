@@ -149,23 +149,71 @@ def within_method_spearman(group: pd.DataFrame, name: str, *, n_permutations: in
     return rho, (hits + 1) / (n_permutations + 1), int(len(kept))
 
 
+#: a correlation is computed per trained setting: SRCC scales differ between models and
+#: schedules, and both SRCC and the diagnostics move with the fraction
+SETTING = ("model", "epochs", "fraction")
+
+
+#: up to this many methods the method-level p-value enumerates every permutation (9! rows)
+EXACT_METHODS = 9
+
+
+def method_level_spearman(group: pd.DataFrame, name: str, *, n_permutations: int = 20000,
+                          random_state: int = 0) -> tuple[float, float, int]:
+    """Spearman correlation of the diagnostic and SRCC over the methods' means (one point per
+    method), with an exact permutation p-value (Monte Carlo beyond :data:`EXACT_METHODS`).
+
+    The runs of one method share most of their diagnostic value, so run-level p-values count
+    the same evidence many times; the number of methods is the honest sample size.
+
+    Returns
+    -------
+    (spearman, p, n_methods)
+        NaN where fewer than 3 methods, or no spread, remain.
+    """
+    from itertools import permutations
+
+    from scipy.stats import rankdata
+
+    means = group.groupby("method")[[name, "srcc"]].mean()
+    n = len(means)
+    if n < 3 or means[name].nunique() < 2 or means["srcc"].nunique() < 2:
+        return float("nan"), float("nan"), n
+    x, y = rankdata(means[name]), rankdata(means["srcc"])
+    xc, yc = x - x.mean(), y - y.mean()
+    scale = np.sqrt((xc ** 2).sum() * (yc ** 2).sum())
+    rho = float(xc @ yc / scale)
+    if n <= EXACT_METHODS:
+        null = yc[np.array(list(permutations(range(n))))] @ xc / scale
+        p = float((np.abs(null) >= abs(rho) - 1e-12).mean())
+    else:
+        rng = np.random.default_rng(random_state)
+        null = rng.permuted(np.tile(yc, (n_permutations, 1)), axis=1) @ xc / scale
+        p = (int((np.abs(null) >= abs(rho) - 1e-12).sum()) + 1) / (n_permutations + 1)
+    return rho, p, n
+
+
 def diagnostic_correlations(diagnostics: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     """Spearman correlation of each diagnostic with trained SRCC, over the study runs that have
-    a diagnostic row of the same method, fraction and seed (per model, and pooled over models,
-    which mixes SRCC scales: prefer the per-model rows). A run of a named variant's options
-    (``qdiverse[row_normalize=True]``) is matched to that variant's rows
-    (``qdiverse_rownorm``). ``runs`` must be of the dataset and feature set that
+    a diagnostic row of the same method, fraction and seed, per trained setting
+    (:data:`SETTING`: model, schedule, fraction; never pooled, SRCC scales differ). A run of a
+    named variant's options (``qdiverse[row_normalize=True]``) is matched to that variant's
+    rows (``qdiverse_rownorm``). ``runs`` must be of the dataset and feature set that
     ``diagnostics`` was measured on (:func:`qd_lib.study.commands.refresh_correlations`).
+
+    Three views of one question: over the runs (``spearman``, ``p``, ``n``; the p-value
+    treats runs as independent, which they are not: a method's seeds share most of their
+    diagnostic), over the methods' means (``spearman_methods``, ``p_methods``, ``n_methods``,
+    :func:`method_level_spearman`, the honest test that the diagnostic ranks selectors), and
+    within a method (``spearman_within``, ``p_within``, ``n_within``,
+    :func:`within_method_spearman`: does it also rank one method's seeds?).
 
     Returns
     -------
     pandas.DataFrame
-        ``model``, ``diagnostic``, ``spearman``, ``p``, ``n``, and the same within a method
-        (``spearman_within``, ``p_within``, ``n_within``, :func:`within_method_spearman`:
-        a diagnostic can separate methods without ranking one method's seeds); sorted by
-        |spearman| within a
-        model; a model whose matched runs are of one method only has no rows. A negative value
-        means "lower is better" (e.g. KS).
+        The :data:`SETTING` columns, ``diagnostic`` and the three views; sorted by
+        |spearman| within a setting (stable); a setting whose matched runs are of one method
+        only has no rows. A negative value means "lower is better" (e.g. KS).
     """
     from scipy.stats import spearmanr
 
@@ -174,8 +222,9 @@ def diagnostic_correlations(diagnostics: pd.DataFrame, runs: pd.DataFrame) -> pd
     keys = ["method", "fraction", "seed"]
     runs = runs.assign(method=[named_method(m) for m in runs["method"]])
     merged = runs.merge(diagnostics, on=keys, how="inner")
+    setting = [c for c in SETTING if c in merged]
     rows = []
-    for model, group in [("all", merged), *merged.groupby("model", sort=True)]:
+    for values, group in merged.groupby(setting, sort=True, dropna=False):
         for name in DIAGNOSTICS:
             # one method's runs differ only by seed: nothing to say about which coreset
             # trains better
@@ -183,12 +232,16 @@ def diagnostic_correlations(diagnostics: pd.DataFrame, runs: pd.DataFrame) -> pd
                     or group["method"].nunique() < 2):
                 continue
             rho, p = spearmanr(group[name], group["srcc"])
+            by_method, p_methods, n_methods = method_level_spearman(group, name)
             within, p_within, n_within = within_method_spearman(group, name)
-            rows.append({"model": model, "diagnostic": name, "spearman": float(rho),
-                         "p": float(p), "n": int(len(group)), "spearman_within": within,
+            rows.append({**dict(zip(setting, values)), "diagnostic": name,
+                         "spearman": float(rho), "p": float(p), "n": int(len(group)),
+                         "spearman_methods": by_method, "p_methods": p_methods,
+                         "n_methods": n_methods, "spearman_within": within,
                          "p_within": p_within, "n_within": n_within})
     out = pd.DataFrame(rows)
     if out.empty:
         return out
     out["_order"] = -out["spearman"].abs()
-    return out.sort_values(["model", "_order"]).drop(columns="_order").reset_index(drop=True)
+    return (out.sort_values([*setting, "_order"], kind="stable").drop(columns="_order")
+            .reset_index(drop=True))

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from qd_lib.data.budget import fraction_label
-from qd_lib.study.report import BASELINE, method_label
+from qd_lib.study.report import BASELINE, method_label, named_method
 from qd_lib.study.stats import MIN_PAIRS_FOR_VERDICT
 from qd_lib.utils.readme_blocks import begin_marker, end_marker, has_block, replace_block
 
@@ -52,7 +52,7 @@ def _trained(summary: pd.DataFrame, runs: pd.DataFrame) -> list[str]:
     seconds = runs["seconds"].sum() if "seconds" in runs else math.nan
     lines = [f"{len(runs)} trained runs ({_count(runs['model'].nunique(), 'model')} × "
              f"{_count(runs['fraction'].nunique(), 'fraction')} × "
-             f"{_count(runs['method'].nunique(), 'method')} × up "
+             f"{_count(runs['method'].map(named_method).nunique(), 'method')} × up "
              f"to {n_seeds} paired seeds) on {', '.join(sorted(runs['dataset'].unique()))}; "
              f"training time {_f(seconds / 3600, 1)} h of 2-core CPU in total. Mean test SRCC "
              "with a bootstrap 95 % interval, and every method's paired difference with Random "
@@ -87,56 +87,81 @@ def _trained(summary: pd.DataFrame, runs: pd.DataFrame) -> list[str]:
 MIN_RUNS_FOR_CORRELATION = 10
 
 
+def _setting_label(row) -> str:
+    return f"{row['model']} {fraction_label(row['fraction'])}"
+
+
+def _settings_with_runs(corr: pd.DataFrame):
+    """Per trained setting with enough runs: (label, its rows ordered by |spearman|)."""
+    from qd_lib.study.diagnostics import SETTING
+
+    corr = corr[corr["n"] >= MIN_RUNS_FOR_CORRELATION]
+    setting = [c for c in SETTING if c in corr]
+    for _, rows in corr.groupby(setting, sort=True, dropna=False):
+        yield _setting_label(rows.iloc[0]), rows
+
+
+def _views(r) -> str:
+    """A diagnostic's correlation over runs and over method means (with the exact p)."""
+    text = f"`{r.diagnostic}` {_f(r.spearman, 2, signed=True)} over runs"
+    if pd.notna(getattr(r, "spearman_methods", float("nan"))):
+        text += (f", {_f(r.spearman_methods, 2, signed=True)} over {int(r.n_methods)} method "
+                 f"means ({_p(r.p_methods)})")
+    return text
+
+
 def _diagnostics(out: Path, top: int = 3) -> list[str]:
-    """Per model (SRCC scales differ between models, so they are not pooled): the diagnostics
-    best rank-correlated with trained SRCC; then, on each robustness setting with trained runs,
-    how the main setting's best predictor fares there (an out-of-sample check)."""
+    """Per trained setting (model and fraction; SRCC scales differ, so they are not pooled):
+    the diagnostics best rank-correlated with trained SRCC, over runs and over method means
+    (whose p is the one to read: a method's seeds share most of their diagnostic), then within
+    a method; on each robustness setting with trained runs, how the main setting's best
+    predictor fares there (an out-of-sample check)."""
     path = out / "correlations.csv"
     if not path.is_file():
         return []
     corr = pd.read_csv(path)
-    corr = corr[(corr["model"] != "all") & (corr["n"] >= MIN_RUNS_FOR_CORRELATION)]
-    if corr.empty:
-        return []
-    parts, within = [], []
-    for model, rows in corr.groupby("model", sort=True):
+    parts, within, leads = [], [], {}
+    for label, rows in _settings_with_runs(corr):
         shown = rows.head(top)
         if "ks" not in set(shown["diagnostic"]):
             shown = pd.concat([shown, rows[rows["diagnostic"] == "ks"]])
-        best = ", ".join(f"`{r.diagnostic}` {_f(r.spearman, 2, signed=True)} ({_p(r.p)})"
-                         for r in shown.itertuples())
-        parts.append(f"{model} ({rows['n'].iloc[0]} runs): {best}")
+        leads[label] = rows.iloc[0]["diagnostic"]
+        parts.append(f"{label} ({rows['n'].iloc[0]} runs): "
+                     + "; ".join(_views(r) for r in shown.itertuples()))
         if "spearman_within" in rows:
             inside = [f"`{r.diagnostic}` {_f(r.spearman_within, 2, signed=True)} "
                       f"({_p(r.p_within)})" for r in shown.itertuples()
                       if r.diagnostic != "ks" and pd.notna(r.spearman_within)]
             if inside:
-                within.append(f"{model} ({int(shown['n_within'].max())} runs): "
+                within.append(f"{label} ({int(shown['n_within'].max())} runs): "
                               + ", ".join(inside))
+    if not parts:
+        return []
     lines = ["", "**Which cheap number predicts trained SRCC** (Spearman correlation between a "
              "training-free diagnostic of a trained coreset and that run's test SRCC, per "
-             "model, the best three and MOS KS, `figures/study/correlations.csv`): "
-             + "; ".join(parts) + ". `mean_nearest_*` is the mean distance from a training "
-             "image to its nearest selected image in that space (lower: the coreset sits "
-             "densely among the training images); negative: lower is better."]
+             "model and fraction, the best three and MOS KS, `figures/study/correlations.csv`; "
+             "the p-value is over the methods' means, exact by permutation, since a method's "
+             "seeds share most of their diagnostic): " + " ".join(f"{p}." for p in parts)
+             + " `mean_nearest_*` is the mean distance from a training image to its nearest "
+             "selected image in that space (lower: the coreset sits densely among the "
+             "training images); negative: lower is better."]
     if within:
         lines.append("  Within a method (each method's mean taken off, methods with 2+ runs, "
-                     "p from shuffling SRCC within methods), which separates telling methods "
-                     "apart from ranking one method's seeds: " + "; ".join(within) + ".")
+                     "p from shuffling SRCC within methods): does the diagnostic also rank one "
+                     "method's seeds? " + "; ".join(within) + ".")
     for folder, change in ROBUSTNESS:
         other = out / folder / "correlations.csv"
         if not other.is_file():
             continue
         there = pd.read_csv(other)
-        for model, rows in corr.groupby("model", sort=True):
-            lead = rows.iloc[0]["diagnostic"]
-            hit = there[(there["model"] == model) & (there["diagnostic"] == lead)]
+        for label, lead in leads.items():
+            hit = there[(there.apply(_setting_label, axis=1) == label)
+                        & (there["diagnostic"] == lead)]
             if hit.empty:
                 continue
-            h = hit.iloc[0]
-            lines.append(f"  With {change}, {model}'s best predictor `{lead}` has Spearman "
-                         f"{_f(h.spearman, 2, signed=True)} ({_p(h.p)}, n = {int(h.n)} "
-                         f"runs; `figures/study/{folder}/correlations.csv`).")
+            lines.append(f"  With {change}, {label}'s best predictor: "
+                         f"{_views(next(hit.itertuples()))} "
+                         f"(`figures/study/{folder}/correlations.csv`).")
     return lines
 
 
@@ -153,19 +178,18 @@ def _variant(option, value) -> str:
 
 
 def _lead_predictor(out: Path) -> tuple:
-    """``(diagnostic, model, spearman)``: the diagnostic best rank-correlated with trained
-    SRCC across methods, for the model with the most correlated runs (at least
+    """``(diagnostic, setting label, spearman)``: the diagnostic best rank-correlated with
+    trained SRCC over runs, in the trained setting with the most runs (at least
     :data:`MIN_RUNS_FOR_CORRELATION`); ``(None, None, None)`` when there is none."""
     path = out / "correlations.csv"
     if not path.is_file():
         return None, None, None
-    corr = pd.read_csv(path)
-    corr = corr[(corr["model"] != "all") & (corr["n"] >= MIN_RUNS_FOR_CORRELATION)]
-    if corr.empty:
+    settings = list(_settings_with_runs(pd.read_csv(path)))
+    if not settings:
         return None, None, None
-    model = corr.groupby("model")["n"].max().idxmax()
-    best = corr[corr["model"] == model].iloc[0]  # the table is ordered by |spearman|
-    return best["diagnostic"], model, float(best["spearman"])
+    label, rows = max(settings, key=lambda item: item[1]["n"].iloc[0])
+    best = rows.iloc[0]  # ordered by |spearman|
+    return best["diagnostic"], label, float(best["spearman"])
 
 
 def _ablation(out: Path) -> list[str]:
@@ -195,9 +219,10 @@ def _ablation(out: Path) -> list[str]:
         for name, rows_ in (("faithful default", default), ("Random", ref)):
             if len(rows_):
                 order.append(f"{name} {_f(rows_.iloc[0][lead])}")
-        lines.append(f"Ordered instead by `{lead}`, the best predictor of {model}'s trained "
-                     f"SRCC across methods (Spearman {_f(rho, 2, signed=True)}, above): "
-                     + "; ".join(order) + ".")
+        lines.append(f"Ordered instead by `{lead}`, the best predictor of trained SRCC "
+                     f"across the runs of {model} (Spearman {_f(rho, 2, signed=True)}, above; "
+                     "chosen on runs that include the trained variants' own, so this order "
+                     "describes them rather than predicting them): " + "; ".join(order) + ".")
     if "srcc_trained" in table:
         trained = table[table["srcc_trained"].notna() & (table["option"] != "reference")]
         paired = [f"{_variant(r.option, r.value)} ({int(r.n_pairs)} seeds): validation Δ "

@@ -120,18 +120,21 @@ def plot_paired_forest(summary: pd.DataFrame, *, metric: str = "srcc", proxy: bo
 
 
 def plot_diagnostic_scatter(merged: pd.DataFrame, correlations: pd.DataFrame, *,
-                            top: int = 4, proxy: bool = True, model: str | None = None):
-    """Trained SRCC against the ``top`` diagnostics best correlated with it for one model
-    (default: the one with the most matched runs; models are not pooled, their SRCC scales
-    differ), one point per trained run, coloured by method."""
-    per_model = correlations[correlations["model"] != "all"]
-    if model is None:
-        model = (per_model.sort_values("n", ascending=False, kind="stable")["model"].iloc[0]
-                 if len(per_model) else "all")
-    chosen = correlations[correlations["model"] == model].head(top)
-    runs = merged if model == "all" else merged[merged["model"] == model]
+                            top: int = 4, proxy: bool = True):
+    """Trained SRCC against the ``top`` diagnostics best correlated with it in one trained
+    setting (model, schedule, fraction: the one with the most matched runs; settings are not
+    pooled, their SRCC scales differ), one point per trained run, coloured by method; each
+    title gives the correlation over runs and over the methods' means."""
+    from qd_lib.study.diagnostics import SETTING
+
+    setting = [c for c in SETTING if c in correlations and c in merged]
+    lead = correlations.sort_values("n", ascending=False, kind="stable").iloc[0]
+    chosen = correlations[(correlations[setting] == lead[setting]).all(axis=1)].head(top)
+    runs = merged[(merged[setting] == lead[setting]).all(axis=1)]
+    where = f"{lead['model']} {fraction_label(lead['fraction'])}" \
+        if {"model", "fraction"} <= set(setting) else ""
     fig, axes = plt.subplots(1, max(1, len(chosen)), figsize=(3.6 * max(1, len(chosen)) + 2.4,
-                                                               3.2), squeeze=False)
+                                                               3.4), squeeze=False)
     methods = list(dict.fromkeys(runs["method"]))
     colours = _colours(methods)
     handles = {}
@@ -140,8 +143,11 @@ def plot_diagnostic_scatter(merged: pd.DataFrame, correlations: pd.DataFrame, *,
             part = runs[runs["method"] == method]
             handles[_label(method)] = ax.scatter(part[row["diagnostic"]], part["srcc"], s=12,
                                                  alpha=0.75, color=colours[method])
-        ax.set(xlabel=row["diagnostic"], ylabel="test SRCC" + (" (PROXY)" if proxy else ""),
-               title=f"{model}: Spearman {row['spearman']:+.2f} (n={row['n']})")
+        title = f"{where}: runs {row['spearman']:+.2f} (n={row['n']})"
+        if pd.notna(row.get("spearman_methods")):
+            title += f"\nmethod means {row['spearman_methods']:+.2f} (n={row['n_methods']})"
+        ax.set(xlabel=row["diagnostic"], ylabel="test SRCC" + (" (PROXY)" if proxy else ""))
+        ax.set_title(title, fontsize=9)
     if handles:
         fig.legend(list(handles.values()), list(handles), frameon=False, fontsize=7,
                    loc="center right")
