@@ -136,9 +136,10 @@ def run_missing(sweeps, out, *, runs_root=None, workers: int = 1, threads=None,
     for dataset, here, before in build_mismatches(pending, held_runs(out)):
         logger.warning(
             "study: %s here is build %s, but its %d held run(s) trained on build(s) %s: the "
-            "runs trained now are paired with runs on different data. Rebuild the dataset with "
-            "the package versions of those runs (`versions` in their records) or retrain "
-            "every method of the seeds you train here.", dataset, here[:8],
+            "runs trained now are paired with runs on different data (builds differ across "
+            "CPU families: float32 metric kernels move a few proxy MOS values). Build it on "
+            "the machine kind of those runs, or retrain every method of the seeds you train "
+            "here.", dataset, here[:8],
             sum(before.values()), ", ".join(f"{h[:8]} ({n})" for h, n in before.items()))
     logger.info("study: %d runs in the grid, %d held, %d to train", len(specs),
                 len(specs) - len(pending), len(pending))

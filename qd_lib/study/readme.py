@@ -55,8 +55,10 @@ def _trained(summary: pd.DataFrame, runs: pd.DataFrame) -> list[str]:
              f"{_count(runs['method'].map(named_method).nunique(), 'method')} × up "
              f"to {n_seeds} paired seeds) on {', '.join(sorted(runs['dataset'].unique()))}; "
              f"training time {_f(seconds / 3600, 1)} h of 2-core CPU in total. Mean test SRCC "
-             "with a bootstrap 95 % interval, and every method's paired difference with Random "
-             "(same seed) with a Wilcoxon signed-rank p-value "
+             "with a bootstrap 95 % interval (expanded percentile, which stays honest with "
+             "a handful of seeds where the plain percentile interval is too narrow), and every "
+             "method's paired difference with Random (same seed) with a Wilcoxon signed-rank "
+             "p-value "
              f"(the smallest p attainable with {n_seeds} pairs is {_f(2 / 2 ** n_seeds)}); the "
              "full table is `figures/study/summary.md`.", ""]
     keys = [k for k in ("dataset", "model", "epochs", "feature_set", "fraction")

@@ -3,8 +3,9 @@
 ``runs.csv`` holds one row per finished run of the study's sweep(s), straight from the run
 records. ``summary.csv`` is computed from ``runs.csv`` alone (:func:`summarise_study`), so it
 says exactly what ``runs.csv`` says: per dataset × model × fraction × method, the mean SRCC
-and PLCC over seeds with a bootstrap 95 % interval, and the paired comparison with Random
-(mean per-seed difference, its bootstrap interval, the Wilcoxon signed-rank p-value, wins out of
+and PLCC over seeds with an expanded-percentile bootstrap 95 % interval (wide enough for a
+handful of seeds), and the paired comparison with Random (mean per-seed difference, its
+interval of the same kind, the Wilcoxon signed-rank p-value, wins out of
 pairs, and a marker; see :mod:`qd_lib.study.stats`).
 """
 from __future__ import annotations
@@ -250,8 +251,10 @@ def summary_markdown(summary: pd.DataFrame, *, proxy: bool = True,
     lines = []
     if proxy:
         lines += ["**PROXY benchmark**: MOS from full-reference metrics, not human ratings.", ""]
-    lines += ["SRCC mean over seeds [bootstrap 95 % CI]; Δ = mean paired difference with Random "
-              "(same seed) [bootstrap 95 % CI], two-sided Wilcoxon signed-rank p, wins/pairs. "
+    lines += ["SRCC mean over seeds [bootstrap 95 % CI, expanded percentile: with few seeds "
+              "the plain percentile interval is too narrow]; Δ = mean paired difference with "
+              "Random (same seed) [the same kind of CI], two-sided Wilcoxon signed-rank p, "
+              "wins/pairs. "
               "▲/▼: better/worse than Random by both the CI and p < 0.05; △/▽: by the CI only; "
               f"no marker below {MIN_PAIRS_FOR_VERDICT} pairs (p cannot reach 0.05 there).",
               ""]

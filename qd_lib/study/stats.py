@@ -6,7 +6,10 @@ budget and recipe. So the natural comparison of a method with Random is the per-
 ``srcc(method, seed) − srcc(random, seed)``, which removes the seed's shared luck.
 
 :func:`bootstrap_ci`
-    Percentile bootstrap confidence interval of a mean (seeded, so tables are reproducible).
+    Bootstrap confidence interval of a mean (seeded, so tables are reproducible); by default
+    the *expanded* percentile interval, since the study's cells hold 3-6 seeds and the plain
+    percentile interval of so few values is too narrow (it covers the mean well below the
+    nominal rate).
 :func:`paired_comparison`
     Mean paired difference, its bootstrap CI and the two-sided Wilcoxon signed-rank p-value
     (exact for small samples). With n pairs the smallest attainable two-sided p is 2/2ⁿ:
@@ -19,14 +22,17 @@ import numbers
 
 import numpy as np
 
-from qd_lib.utils.validation import check_scalar
+from qd_lib.utils.validation import check_option, check_scalar
 
 DEFAULT_N_BOOT = 10_000
 
 
+BOOTSTRAP_METHODS = ("expanded", "percentile")
+
+
 def bootstrap_ci(values, *, confidence: float = 0.95, n_boot: int = DEFAULT_N_BOOT,
-                 seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean of ``values``.
+                 seed: int = 0, method: str = "expanded") -> tuple[float, float]:
+    """Bootstrap interval of the mean of ``values``.
 
     Parameters
     ----------
@@ -36,23 +42,38 @@ def bootstrap_ci(values, *, confidence: float = 0.95, n_boot: int = DEFAULT_N_BO
     n_boot : int, default=10000
     seed : int, default=0
         Seed of the resampling.
+    method : {"expanded", "percentile"}, default="expanded"
+        ``"percentile"``: the quantiles ``α/2`` and ``1 − α/2`` of the resampled means.
+        ``"expanded"``: the same quantiles taken at a smaller ``α'``, chosen so that
+        ``Φ⁻¹(1 − α'/2) = sqrt(n / (n − 1)) · t_{n−1}(1 − α/2)`` (Hesterberg's expanded
+        percentile interval). The factor undoes the two reasons the plain interval is too
+        narrow for small ``n``: resampled means spread with the divisor-``n`` variance, and
+        their quantiles behave like normal ones where Student's t is due. With 6 values the
+        interval reaches the 0.24 % and 99.76 % quantiles; with 3 or fewer it is essentially
+        the range of the values. It tends to the percentile interval as ``n`` grows.
 
     Returns
     -------
     (low, high) : tuple of float
         ``(nan, nan)`` for fewer than two values.
     """
+    from scipy.stats import norm, t
+
     x = np.asarray(values, dtype=np.float64)
     check_scalar(confidence, "confidence", numbers.Real, min_val=0, max_val=1, closed="neither")
     check_scalar(n_boot, "n_boot", numbers.Integral, min_val=100)
+    check_option(method, "method", BOOTSTRAP_METHODS)
     if x.ndim != 1 or not np.isfinite(x).all():
         raise ValueError(f"The 'values' parameter must be a 1-D array of finite numbers. Got "
                          f"{values!r} instead.")
-    if len(x) < 2:
+    n = len(x)
+    if n < 2:
         return math.nan, math.nan
     rng = np.random.default_rng(seed)
-    means = x[rng.integers(0, len(x), size=(n_boot, len(x)))].mean(axis=1)
+    means = x[rng.integers(0, n, size=(n_boot, n))].mean(axis=1)
     alpha = (1.0 - confidence) / 2.0
+    if method == "expanded":
+        alpha = float(norm.sf(math.sqrt(n / (n - 1)) * t.isf(alpha, df=n - 1)))
     low, high = np.quantile(means, [alpha, 1.0 - alpha])
     return float(low), float(high)
 
@@ -75,10 +96,11 @@ def paired_comparison(values, baseline, *, confidence: float = 0.95,
     Returns
     -------
     dict
-        ``n_pairs``, ``diff_mean``, ``diff_low``/``diff_high`` (bootstrap CI of the mean
-        difference), ``wins`` (pairs where the method is higher), ``p_wilcoxon`` (two-sided,
-        exact when n ≤ 50 without ties; 1.0 when every difference is zero; NaN for n < 2) and
-        ``p_min`` (the smallest p attainable with n pairs).
+        ``n_pairs``, ``diff_mean``, ``diff_low``/``diff_high`` (expanded percentile bootstrap
+        CI of the mean difference, :func:`bootstrap_ci`), ``wins`` (pairs where the method is
+        higher), ``p_wilcoxon`` (two-sided, exact when n ≤ 50 without ties; 1.0 when every
+        difference is zero; NaN for n < 2) and ``p_min`` (the smallest p attainable with n
+        pairs).
     """
     a = np.asarray(values, dtype=np.float64)
     b = np.asarray(baseline, dtype=np.float64)
