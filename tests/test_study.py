@@ -548,8 +548,9 @@ def test_correlations_match_variant_runs_their_dataset_and_feature_set(tmp_path)
 
 def test_data_builds_count_runs_per_build_and_warn_when_pairs_cross_builds():
     runs = pd.DataFrame({"dataset": ["a", "a", "a", "b"],
-                         "manifest_hash": ["1" * 64, "2" * 64, None, "3" * 64]})
-    from qd_lib.study.report import data_build_notes, data_builds
+                         "manifest_hash": ["1" * 64, "2" * 64, None, "3" * 64],
+                         "model": "m", "fraction": 0.1, "seed": [0, 0, 1, 0]})
+    from qd_lib.study.report import data_build_notes, data_builds, mixed_build_seeds
 
     table = data_builds(runs)
     assert table.values.tolist() == [["a", "1" * 64, 1], ["a", "2" * 64, 1], ["a", "", 1],
@@ -557,7 +558,12 @@ def test_data_builds_count_runs_per_build_and_warn_when_pairs_cross_builds():
     notes = data_build_notes(runs)
     assert notes[0].startswith("- a: build 11111111: 1 run(s); build 22222222: 1 run(s); 1 "
                                "run(s) recorded before") and "**2 different builds**" in notes[0]
+    assert notes[0].endswith("Seeds whose runs span builds: m 10% seed 0.")
     assert notes[1] == "- b: build 33333333: 1 run(s)."
+    # seed 1's second run has no recorded build: unknown, not a second build
+    runs.loc[1, "seed"] = 1
+    assert mixed_build_seeds(runs).empty
+    assert data_build_notes(runs)[0].endswith("No seed's runs span builds.")
 
 
 def test_within_method_correlation_ignores_what_only_separates_methods():

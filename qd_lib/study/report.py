@@ -204,8 +204,8 @@ def data_builds(runs: pd.DataFrame) -> pd.DataFrame:
     """Which build of each dataset the runs trained on.
 
     A proxy benchmark is built on each machine (``python -m qd_lib.data.synthetic``), and
-    builds made with other package versions can differ (a different ``manifest_hash``): runs
-    paired across builds compare coresets of different data.
+    builds made on another CPU family differ in a few proxy MOS values (a different
+    ``manifest_hash``): runs paired across builds compare coresets of different data.
 
     Returns
     -------
@@ -225,9 +225,29 @@ def data_builds(runs: pd.DataFrame) -> pd.DataFrame:
             .drop(columns="_unknown").reset_index(drop=True)[columns])
 
 
+def mixed_build_seeds(runs: pd.DataFrame) -> pd.DataFrame:
+    """The paired blocks (dataset, model, fraction, seed) whose runs trained on more than one
+    known build of the dataset: their paired differences mix data builds.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``dataset``, ``model``, ``fraction``, ``seed``, ``n_builds``; runs without a recorded
+        build are left out (their build is unknown, not different).
+    """
+    keys = ["dataset", "model", "fraction", "seed"]
+    if runs.empty or "manifest_hash" not in runs:
+        return pd.DataFrame(columns=[*keys, "n_builds"])
+    known = runs[runs["manifest_hash"].fillna("").astype(str) != ""]
+    counts = known.groupby(keys)["manifest_hash"].nunique().rename("n_builds").reset_index()
+    return counts[counts["n_builds"] > 1].sort_values(keys).reset_index(drop=True)
+
+
 def data_build_notes(runs: pd.DataFrame) -> list[str]:
     """One Markdown line per dataset: the builds its runs trained on, and a warning when
-    there is more than one known build (:func:`data_builds`)."""
+    there is more than one known build (:func:`data_builds`) naming the seeds whose paired
+    runs span builds (:func:`mixed_build_seeds`)."""
+    mixed = mixed_build_seeds(runs)
     lines = []
     for dataset, table in data_builds(runs).groupby("dataset", sort=True):
         known = table[table["manifest_hash"] != ""]
@@ -240,6 +260,11 @@ def data_build_notes(runs: pd.DataFrame) -> list[str]:
         if len(known) > 1:
             line += (f" **{len(known)} different builds**: runs paired across builds compare "
                      "coresets of different data.")
+            spans = [f"{model} {float(fraction):.0%} seed {int(seed)}" for model, fraction, seed
+                     in mixed.loc[mixed["dataset"] == dataset,
+                                  ["model", "fraction", "seed"]].itertuples(index=False)]
+            line += (f" Seeds whose runs span builds: {', '.join(spans)}." if spans else
+                     " No seed's runs span builds.")
         lines.append(line)
     return lines
 
