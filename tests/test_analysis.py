@@ -1,3 +1,5 @@
+import json
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -90,3 +92,31 @@ def test_save_table_writes_csv_markdown_booktabs_and_provenance(tmp_path):
     assert "\\toprule" in tex and "qdiverse & 0.8123" in tex
     assert pd.read_csv(files["csv"])["srcc"].tolist() == [0.81234, 0.7]
     assert '"runs"' in files["json"].read_text()
+
+
+def test_save_figure_leaves_an_unchanged_figure_untouched(tmp_path):
+    from qd_lib.viz.figures import save_figure
+
+    def draw(ys):
+        fig, ax = plt.subplots()
+        ax.plot(ys)
+        return fig
+
+    first = save_figure(draw([1, 2, 3]), "f", folder=tmp_path, provenance={"n": 3})
+    stamps = {fmt: p.stat().st_mtime_ns for fmt, p in first.items()}
+    created = (tmp_path / "f.json").read_text()
+    # the same figure drawn again: byte-identical PNG and PDF (no creation date), nothing written
+    for fmt, p in first.items():
+        p.touch()
+        stamps[fmt] = p.stat().st_mtime_ns
+    again = save_figure(draw([1, 2, 3]), "f", folder=tmp_path, provenance={"n": 3})
+    assert {fmt: p.stat().st_mtime_ns for fmt, p in again.items()} == stamps
+    assert (tmp_path / "f.json").read_text() == created
+    # new data rewrites the figure files and the record; new provenance the record
+    old_png, old_pdf = first["png"].read_bytes(), first["pdf"].read_bytes()
+    save_figure(draw([1, 2, 4]), "f", folder=tmp_path, provenance={"n": 3})
+    assert (tmp_path / "f.png").read_bytes() != old_png
+    assert (tmp_path / "f.pdf").read_bytes() != old_pdf
+    changed = save_figure(draw([1, 2, 4]), "f", folder=tmp_path, provenance={"n": 4})
+    assert json.loads(changed["json"].read_text())["provenance"] == {"n": 4}
+    plt.close("all")

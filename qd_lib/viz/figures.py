@@ -46,6 +46,10 @@ def save_figure(fig, name: str, *, folder=None, provenance: dict | None = None,
                 formats=("png", "pdf")) -> dict[str, Path]:
     """Save ``fig`` as ``<folder>/<name>.<fmt>`` for each format plus ``<name>.json``.
 
+    The files are reproducible: the PDF carries no creation date, and a figure whose files
+    and record would come out identical to the ones on disk is left untouched (its record
+    keeps its ``created`` time), so regenerating unchanged figures leaves no diff.
+
     Parameters
     ----------
     fig : matplotlib.figure.Figure
@@ -59,24 +63,40 @@ def save_figure(fig, name: str, *, folder=None, provenance: dict | None = None,
     Returns
     -------
     dict of str to Path
-        The written files by format (``"json"`` included).
+        The figure's files by format (``"json"`` included), written or already current.
     """
+    import json
+
     folder = Path(folder) if folder is not None else figures_dir()
-    written = {}
+    rendered = {}
     for fmt in formats:
         buf = io.BytesIO()
-        fig.savefig(buf, format=fmt, metadata={"Creator": f"qd-workbench {__version__}"}
+        fig.savefig(buf, format=fmt, metadata={"Creator": f"qd-workbench {__version__}",
+                                               "CreationDate": None}
                     if fmt == "pdf" else None)
-        written[fmt] = atomic_write_bytes(folder / f"{name}.{fmt}", buf.getvalue())
+        rendered[fmt] = buf.getvalue()
+    paths = {fmt: folder / f"{name}.{fmt}" for fmt in formats}
     record = {
         "figure": name,
-        "files": {fmt: display_path(p) for fmt, p in written.items()},
+        "files": {fmt: display_path(p) for fmt, p in paths.items()},
         "provenance": provenance or {},
         "versions": {"qd_lib": __version__, "matplotlib": matplotlib.__version__,
                      "python": platform.python_version()},
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    written["json"] = atomic_write_json(folder / f"{name}.json", record)
+    json_path = folder / f"{name}.json"
+    try:
+        previous = json.loads(json_path.read_text())
+        unchanged = ({k: v for k, v in previous.items() if k != "created"}
+                     == json.loads(json.dumps(record))
+                     and all(paths[fmt].read_bytes() == data for fmt, data in rendered.items()))
+    except (OSError, ValueError):
+        unchanged = False
+    if unchanged:
+        logger.debug("%s: unchanged, not rewritten", display_path(json_path))
+        return {**paths, "json": json_path}
+    written = {fmt: atomic_write_bytes(paths[fmt], data) for fmt, data in rendered.items()}
+    record["created"] = datetime.now(UTC).isoformat(timespec="seconds")
+    written["json"] = atomic_write_json(json_path, record)
     return written
 
 
