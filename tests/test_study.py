@@ -474,14 +474,21 @@ def test_the_forest_plot_labels_variants_and_marks_cells_too_small_for_a_verdict
     runs = runs[(runs["model"] == "maniqa") & (runs["fraction"] == 0.1)]
     variant = runs[(runs["method"] == "qdiverse") & (runs["seed"] < 2)].assign(
         method="qdiverse[row_normalize=True]", run_id=lambda d: d["run_id"] + "-rownorm")
-    fig = plot_paired_forest(summarise_study(pd.concat([runs, variant], ignore_index=True)))
+    # another dataset files the same variant under its registered name: still one row
+    other = pd.concat([runs[runs["method"] == "random"], variant.assign(
+        method="qdiverse_rownorm")]).assign(dataset="proxy-other")
+    fig = plot_paired_forest(summarise_study(pd.concat([runs, variant, other],
+                                                       ignore_index=True)))
     ax = fig.axes[0]
     labels = [t.get_text() for t in ax.get_yticklabels()]
     assert sorted(labels) == ["Herding", "Q-Diverse", "Q-Diverse unit-length rows (variant)"]
     notes = sorted(t.get_text() for t in ax.texts)
-    assert notes == ["n=2", "n=6", "n=6"]
+    assert notes == ["n=2", "n=2", "n=6", "n=6"]
     hollow = [line for line in ax.lines if line.get_markerfacecolor() == "white"]
-    assert len(hollow) == 1 and len(hollow[0].get_xdata()) == 1
+    assert len(hollow) == 2 and all(len(line.get_xdata()) == 1 for line in hollow)
+    variant_row = labels.index("Q-Diverse unit-length rows (variant)")
+    assert sorted(round(float(line.get_ydata()[0])) for line in hollow) == [variant_row] * 2
+    assert len(ax.get_legend().get_texts()) == 2  # one entry per dataset, below the axes
     plt.close(fig)
 
 

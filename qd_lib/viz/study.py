@@ -22,6 +22,15 @@ _METHOD_COLOURS = tuple(c for c in PALETTE if c != "#000000") + (
     "#882255", "#44AA99", "#999933", "#AA4499")
 
 
+def _named(summary: pd.DataFrame) -> pd.DataFrame:
+    """``summary`` with each method under its registered name, so that a named variant trained
+    under its option string on one dataset (``qdiverse[row_normalize=True]``) and under its
+    name on another (``qdiverse_rownorm``) is one row, one colour, one legend entry."""
+    from qd_lib.study.report import named_method
+
+    return summary.assign(method=summary["method"].map(named_method))
+
+
 def _colours(methods) -> dict:
     others = [m for m in methods if m != "random"]
     colours = {m: _METHOD_COLOURS[i % len(_METHOD_COLOURS)] for i, m in enumerate(others)}
@@ -33,6 +42,7 @@ def plot_srcc_vs_fraction(summary: pd.DataFrame, *, proxy: bool = True, metric: 
     the bootstrap 95 % interval as a band and as error bars (a method trained at one fraction
     only has no band); Random drawn dashed. Methods are dodged sideways a little so that
     their intervals do not hide each other; one legend for all panels."""
+    summary = _named(summary)
     panels = list(summary.groupby(["dataset", "model"], sort=False))
     fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels) + 2.6, 3.4),
                              squeeze=False)
@@ -76,7 +86,7 @@ def plot_paired_forest(summary: pd.DataFrame, *, metric: str = "srcc", proxy: bo
 
     from qd_lib.study.stats import MIN_PAIRS_FOR_VERDICT
 
-    data = summary[summary[f"{metric}_diff"].notna()].copy()
+    data = _named(summary[summary[f"{metric}_diff"].notna()])
     methods = list(dict.fromkeys(data["method"]))
     settings = list(dict.fromkeys(zip(data["dataset"], data["model"], data["fraction"])))
     fig, ax = plt.subplots(figsize=(7.6, 0.55 * len(methods) * max(1, len(settings)) ** 0.5
@@ -114,7 +124,8 @@ def plot_paired_forest(summary: pd.DataFrame, *, metric: str = "srcc", proxy: bo
                   f"hollow: < {MIN_PAIRS_FOR_VERDICT} pairs", fontsize=8)
     ax.set_title("Paired difference with Random" + (" · PROXY MOS" if proxy else ""),
                  fontsize=10)
-    ax.legend(frameon=False, fontsize=7, loc="best")
+    # below the axis label, where it cannot cover a marker
+    ax.legend(frameon=False, fontsize=7, loc="upper right", bbox_to_anchor=(1.0, -0.07))
     fig.tight_layout()
     return fig
 
