@@ -638,3 +638,27 @@ def test_method_level_correlation_counts_methods_not_runs():
     rho, p, n = method_level_spearman(pd.DataFrame(rows), "d")
     assert rho == pytest.approx(1.0) and p == pytest.approx(2 / factorial(9)) and n == 9
     assert np.isnan(method_level_spearman(pd.DataFrame(rows[:2]), "d")[0])
+
+
+def test_readme_tallies_each_method_s_verdicts_across_trained_settings():
+    from qd_lib.study.readme import _across_settings
+
+    def cell(dataset, model, method, low, high, p, n=6):
+        return {"dataset": dataset, "model": model, "fraction": 0.1, "method": method,
+                "srcc_diff": (low + high) / 2, "srcc_diff_low": low, "srcc_diff_high": high,
+                "srcc_p": p, "n_pairs": n}
+
+    summary = pd.DataFrame([
+        cell("a", "maniqa", "qdiverse", -0.1, -0.05, 0.03),
+        cell("b", "maniqa", "qdiverse", -0.1, -0.05, 0.03),
+        cell("a", "musiq", "qdiverse", -0.1, -0.05, 0.06, n=5),  # too few pairs: left out
+        cell("a", "maniqa", "qdiverse[row_normalize=True]", 0.01, 0.03, 0.03),
+        cell("b", "maniqa", "qdiverse_rownorm", -0.01, 0.05, 0.4),  # the same method
+        {**cell("a", "maniqa", "random", 0, 0, 1.0), "srcc_diff": float("nan")},
+    ])
+    line = _across_settings(summary)[0]
+    assert "Q-Diverse, 2 settings: worse in 2;" in line
+    assert ("Q-Diverse unit-length rows (variant), 2 settings: better in 1 (maniqa 10% a), "
+            "not distinguishable in 1.") in line
+    assert "Random" not in line.split("):", 1)[1]
+    assert _across_settings(summary[summary["n_pairs"] < 6]) == []

@@ -29,22 +29,59 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
+def _verdict_kind(row) -> str:
+    """The summary table's marker in words: ``"better"``/``"worse"`` only when both the
+    bootstrap interval excludes zero and p < 0.05 (▲/▼), ``"leaning better"``/``"leaning
+    worse"`` when the interval alone does (△/▽), ``"not distinguishable"`` otherwise, and
+    ``"undecided"`` below :data:`MIN_PAIRS_FOR_VERDICT` paired seeds."""
+    if int(row["n_pairs"]) < MIN_PAIRS_FOR_VERDICT:
+        return "undecided"
+    significant = row["srcc_p"] < 0.05
+    if row["srcc_diff_high"] < 0:
+        return "worse" if significant else "leaning worse"
+    if row["srcc_diff_low"] > 0:
+        return "better" if significant else "leaning better"
+    return "not distinguishable"
+
+
 def _verdict(row) -> str:
-    """The summary table's marker in words: better or worse than Random only when both the
-    bootstrap interval excludes zero and p < 0.05 (▲/▼), "leaning" when the interval alone
-    does (△/▽), undecided below :data:`MIN_PAIRS_FOR_VERDICT` paired seeds."""
+    """:func:`_verdict_kind` as a sentence with the paired difference, its interval, p and
+    wins."""
     n_pairs = int(row["n_pairs"])
     diff = (f"Δ SRCC {_f(row['srcc_diff'], signed=True)} "
             f"[{_f(row['srcc_diff_low'], signed=True)}, {_f(row['srcc_diff_high'], signed=True)}]"
             f", p = {_f(row['srcc_p'])}, wins {int(row['srcc_wins'])}/{n_pairs}")
-    if n_pairs < MIN_PAIRS_FOR_VERDICT:
+    kind = _verdict_kind(row)
+    if kind == "undecided":
         return (f"not yet decided: {n_pairs} paired seeds, too few for p < 0.05 ({diff})")
-    significant = row["srcc_p"] < 0.05
-    if row["srcc_diff_high"] < 0:
-        return f"{'worse than' if significant else 'leaning worse than'} Random ({diff})"
-    if row["srcc_diff_low"] > 0:
-        return f"{'better than' if significant else 'leaning better than'} Random ({diff})"
-    return f"not distinguishable from Random ({diff})"
+    if kind == "not distinguishable":
+        return f"not distinguishable from Random ({diff})"
+    return f"{kind} than Random ({diff})"
+
+
+def _across_settings(summary: pd.DataFrame) -> list[str]:
+    """One line: per Q-Diverse variant or other method with a verdict in at least one trained
+    setting, how its verdicts against Random split over the settings that have one (cells
+    with :data:`MIN_PAIRS_FOR_VERDICT`+ pairs), naming the settings where it is better."""
+    rows = summary[summary["srcc_diff"].notna()
+                   & (summary["n_pairs"] >= MIN_PAIRS_FOR_VERDICT)].copy()
+    if rows.empty:
+        return []
+    rows["kind"] = [_verdict_kind(r) for _, r in rows.iterrows()]
+    rows["named"] = rows["method"].map(named_method)
+    parts = []
+    order = ["better", "leaning better", "not distinguishable", "leaning worse", "worse"]
+    for method, group in rows.groupby("named", sort=False):
+        counts = group["kind"].value_counts()
+        where = [f"{r['model']} {fraction_label(r['fraction'])} {r['dataset']}"
+                 for _, r in group[group["kind"] == "better"].iterrows()]
+        split = ", ".join(f"{kind} in {counts[kind]}" + (f" ({'; '.join(where)})"
+                                                         if kind == "better" else "")
+                          for kind in order if kind in counts)
+        parts.append(f"{method_label(method)}, {_count(len(group), 'setting')}: {split}")
+    return [f"**Across the trained settings** (each dataset × model × fraction with "
+            f"{MIN_PAIRS_FOR_VERDICT}+ paired seeds, verdicts against Random): "
+            + "; ".join(parts) + ".", ""]
 
 
 def _trained(summary: pd.DataFrame, runs: pd.DataFrame) -> list[str]:
@@ -82,7 +119,8 @@ def _trained(summary: pd.DataFrame, runs: pd.DataFrame) -> list[str]:
         best = ranked.iloc[0]
         if best["method"] not in stated | {BASELINE} and not pd.isna(best.get("srcc_diff")):
             lines.append(f"  The best, {method_label(best['method'])}, is {_verdict(best)}.")
-    return lines
+    across = _across_settings(summary)
+    return lines + ([""] + across[:-1] if across else [])
 
 
 #: fewest trained runs of one model for a correlation to be quoted
