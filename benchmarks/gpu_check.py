@@ -877,7 +877,7 @@ def main(argv=None) -> int:
     report["problems"] = validate_report(report)
     atomic_write_json(args.out, to_jsonable(report, nan_to_none=True))
     print("\n".join(report["summary"]))
-    print(f"wrote {args.out}")
+    print(f"wrote {Path(args.out).name}")
     bad_parts = [p for p, r in report["parts"].items() if r["status"] != "ok"]
     bad_checks = [k for k in HARD_CHECKS if report["checks"].get(k) is False]
     if bad_parts or bad_checks or report["problems"]:

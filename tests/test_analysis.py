@@ -120,3 +120,13 @@ def test_save_figure_leaves_an_unchanged_figure_untouched(tmp_path):
     changed = save_figure(draw([1, 2, 4]), "f", folder=tmp_path, provenance={"n": 4})
     assert json.loads(changed["json"].read_text())["provenance"] == {"n": 4}
     plt.close("all")
+
+
+def test_save_figure_records_no_machine_path_outside_the_repository(tmp_path):
+    from qd_lib.viz.figures import save_figure
+
+    fig, ax = plt.subplots()
+    ax.plot([1, 2])
+    written = save_figure(fig, "g", folder=tmp_path)
+    assert json.loads(written["json"].read_text())["files"] == {"png": "g.png", "pdf": "g.pdf"}
+    plt.close(fig)

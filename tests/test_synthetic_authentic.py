@@ -35,7 +35,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 TINY_AUTHENTIC = AuthenticConfig(photos=("astronaut", "camera", "coffee"), crops_per_photo=1,
                                  images_per_reference=8)
 # proxy-tiny as built by the grid builder before the authentic mode existed
-# (/work/main/data/proxy-tiny/build.json at commit 8533fa5)
+# (data/proxy-tiny/build.json under the data root, at commit 8533fa5)
 #: proxy-tiny's manifest as this code builds it. Its proxy MOS come from full-reference metrics
 #: computed by torch in float32, whose last bits depend on the CPU family, so the 4th decimal
 #: of a few MOS (and with it the manifest hash) differs between machines (hash 3a0e8b72… on

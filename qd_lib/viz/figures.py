@@ -76,9 +76,12 @@ def save_figure(fig, name: str, *, folder=None, provenance: dict | None = None,
                     if fmt == "pdf" else None)
         rendered[fmt] = buf.getvalue()
     paths = {fmt: folder / f"{name}.{fmt}" for fmt in formats}
+    # repository-relative inside the repository, else the bare names (the record lies next to
+    # the files): never a path of the machine that drew it
+    inside = not Path(display_path(folder)).is_absolute()
     record = {
         "figure": name,
-        "files": {fmt: display_path(p) for fmt, p in paths.items()},
+        "files": {fmt: display_path(p) if inside else p.name for fmt, p in paths.items()},
         "provenance": provenance or {},
         "versions": {"qd_lib": __version__, "matplotlib": matplotlib.__version__,
                      "python": platform.python_version()},
