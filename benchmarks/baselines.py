@@ -410,12 +410,9 @@ def log(msg: str) -> None:
 def machine_facts() -> list[str]:
     from threadpoolctl import threadpool_info
 
-    cpu = platform.processor() or "?"
-    try:
-        with open("/proc/cpuinfo") as fh:
-            cpu = next(ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    from qd_lib.utils.machine import cpu_model
+
+    cpu = cpu_model()
     try:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux

@@ -150,14 +150,6 @@ class Config:
 
 
 # ------------------------------------------------------------------------------ labels
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            return next(ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine() or "unknown CPU"
-
-
 def device_label(device) -> str:
     """``"NVIDIA H200 (cuda:0)"`` or ``"<CPU model>, torch cpu, <n> threads"``."""
     import torch
@@ -167,11 +159,15 @@ def device_label(device) -> str:
         index = device.index if device.index is not None else torch.cuda.current_device()
         return f"{torch.cuda.get_device_name(index)} (cuda:{index})"
     threads = torch.get_num_threads()
+    from qd_lib.utils.machine import cpu_model
+
     return f"{cpu_model()}, torch cpu, {threads} thread{'s' if threads != 1 else ''}"
 
 
 def numpy_label() -> str:
     """The numpy path's label: this machine's CPU, one BLAS thread (as select() runs it)."""
+    from qd_lib.utils.machine import cpu_model
+
     return f"{cpu_model()}, numpy, 1 BLAS thread"
 
 
@@ -616,11 +612,11 @@ def environment(device: str) -> dict:
         versions["torchvision"] = torchvision.__version__
     except Exception:  # noqa: BLE001 - recorded as missing
         versions["torchvision"] = None
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        cores = os.cpu_count()
-    host = {"cpu": cpu_model(), "cores": cores, "platform": platform.platform()}
+    from qd_lib.utils.machine import machine_record
+
+    machine = machine_record()
+    host = {"cpu": machine["cpu"], "cores": machine["usable_cpus"],
+            "platform": platform.platform()}
     return {"device": info, "versions": versions, "host": host}
 
 

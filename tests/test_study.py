@@ -265,6 +265,11 @@ def test_a_missing_runs_time_is_measured_scaled_from_a_neighbour_or_unknown():
     minutes, how = _estimate_minutes(timings, "a", "musiq", 0.1, 12)
     assert how == "unknown" and math.isnan(minutes)
     assert _estimate_minutes(timings, "a", "maniqa", 0.1, 4)[1] == "unknown"
+    # a machine that timed a cell itself goes by its own runs; elsewhere by everyone's
+    on_two = held.assign(machine=["slow", "fast", "slow"])
+    assert _minutes_per_run(on_two, "fast")[("a", "maniqa", 0.1, 12)] == 30.0
+    assert _minutes_per_run(on_two, "fast")[("b", "maniqa", 0.05, 12)] == 5.0
+    assert _minutes_per_run(on_two, None)[("a", "maniqa", 0.1, 12)] == 25.0
 
 
 def test_the_study_cli_names_a_bad_stage_value_without_a_traceback(capsys):
@@ -310,6 +315,20 @@ def test_the_readme_section_computes_wall_time_robustness_and_the_epoch_cap(tmp_
     longer = pd.concat([long_grid] * 2, ignore_index=True)   # 20 h
     assert "needs 20.0 h" in evidence_section(out, longer)
     assert "more than one 10-hour night" in evidence_section(out, longer)
+    # timed on two machines: one time per machine, the grid costed on the fastest and slowest
+    pd.DataFrame({"run_id": ["c", "d", "e"], "model": ["maniqa"] * 3, "fraction": [0.1] * 3,
+                  "epochs": [12] * 3, "seconds": [300.0, 900.0, 1800.0],
+                  "machine": ["Fast CPU, avx512f, 2 cores", None, None],
+                  "manifest_hash": [None, "ab" * 32, None]}).to_csv(out / "runs.csv",
+                                                                    index=False)
+    mixed = evidence_section(out, long_grid)
+    # (the epoch sweep's two runs above recorded no machine either: 600, 1200 and 1800 s)
+    assert ("maniqa 10%: 5 min on Fast CPU, avx512f, 2 cores (1 runs), 15 min on the "
+            "build-abababab machine (1 runs), 20 min on an unrecorded machine (3 runs) × 80"
+            in mixed)
+    assert "needs 3.3 h on the fastest machine that timed each cell and 13.3 h on the " \
+        "slowest" in mixed and "one 10-hour night" not in mixed
+    (out / "runs.csv").unlink()
     assert "MOS KS 0.020 against Random's 0.050, rank 1 of 3" in text
     assert "(main setting: 0.300 against 0.050, rank 2 of 3)" in text
     assert "still rising" in text and "does not reproduce here" in text

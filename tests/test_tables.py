@@ -357,6 +357,11 @@ def tiny_sweep(tiny_bench, tmp_path_factory):
 def test_table_from_real_runs(tiny_sweep, tiny_bench):
     root, path, report = tiny_sweep
     runs = collect_runs(root, sweep="tables")
+    # every run says where it ran and how busy the machine was when it finished
+    from qd_lib.utils.machine import machine_label, machine_record
+
+    assert set(runs["machine"]) == {machine_label(machine_record())}
+    assert (runs["load_15min"] >= 0).all()
     table = paper_table(runs)
     assert table.rows == [(0.25, "random"), (0.25, "kcenter")]
     assert table.datasets == ["proxy-tiny"] and table.proxy

@@ -54,3 +54,19 @@ def test_atomic_writes_leave_nothing_half_written(tmp_path):
         atomic_write_json(path, {"x": Boom()})
     assert path.read_text() == "new"
     assert os.listdir(tmp_path / "sub") == ["r.json"]
+
+
+def test_machine_record_reads_the_cpu_and_its_widest_vector_extension(tmp_path):
+    from qd_lib.utils.machine import machine_label, machine_record
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: AMD EPYC 7B13\n"
+                       "flags\t\t: fpu sse4_2 avx avx2 fma\n\nprocessor\t: 1\n")
+    record = machine_record(str(cpuinfo))
+    assert record["cpu"] == "AMD EPYC 7B13" and record["simd"] == "avx2"
+    assert record["usable_cpus"] >= 1
+    assert machine_label(record) == f"AMD EPYC 7B13, avx2, {record['usable_cpus']} cores"
+    # no cpuinfo (another OS): the platform's name, and no vector extension claimed
+    elsewhere = machine_record(str(tmp_path / "absent"))
+    assert elsewhere["cpu"] and elsewhere["simd"] is None
+    assert machine_label(None) is None and machine_label({"cpu": None}) is None

@@ -504,19 +504,19 @@ def write_complexity(fit: ComplexityFit, grid: ComplexityGrid, *, folder=None,
     the figure (``measured_vs_predicted.{png,pdf,json}``) and the timings table
     (``timings.{csv,md,tex,json}``) under ``folder`` (default ``figures/complexity``)."""
     import os
-    import platform
 
     import matplotlib.pyplot as plt
 
     from qd_lib import __version__
     from qd_lib.paths import figures_dir
     from qd_lib.utils.io import atomic_write_json
+    from qd_lib.utils.machine import cpu_model
     from qd_lib.viz import save_figure, save_table, use_style
 
     folder = figures_dir() / "complexity" if folder is None else Path(folder)
     record = {**fit.to_record(), "grid": grid.to_dict(), "blas_threads": 1,
               "cpu_count": os.cpu_count(), "seconds": seconds,
-              "machine": platform.processor() or platform.machine(),
+              "machine": cpu_model(),
               "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
               "qd_lib": __version__, "numpy": np.__version__, "note": note}
     written = {"fit": atomic_write_json(folder / "fit.json", record)}

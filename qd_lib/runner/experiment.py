@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import time
 import traceback
@@ -47,7 +48,7 @@ PARAMS = "params.json"
 SELECTION = "selection.json"
 METRICS = "metrics.json"
 _PARAMS_KEYS = ("schema_version", "run_id", "spec_hash", "spec", "sweep", "versions",
-                "git_commit", "git_dirty", "started_at")
+                "git_commit", "git_dirty", "machine", "started_at")
 
 
 class RunRecordError(QDError, ValueError):
@@ -310,6 +311,9 @@ def run_experiment(spec: RunSpec, *, runs_root: str | Path | None = None, force:
         logger.error("%s failed: %s: %s", spec.run_id, type(exc).__name__, exc)
     record["seconds"] = round(time.perf_counter() - t0, 3)
     record["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    # 1, 5 and 15-minute load averages at the end: a time is comparable with another only
+    # when the machine was as busy (another sweep or a CI run beside it slows both)
+    record["load_average"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     atomic_write_json(metrics_path, to_jsonable(record, nan_to_none=True))
     if record["status"] == "ok":
         logger.info("%s: SRCC %.4f, PLCC %.4f on %d test images (%.0f s)", spec.run_id,

@@ -29,6 +29,7 @@ from qd_lib.metrics import METRICS
 from qd_lib.paths import display_path, figures_dir, runs_dir
 from qd_lib.runner.experiment import METRICS as METRICS_FILE
 from qd_lib.runner.experiment import RunRecordError, read_record
+from qd_lib.utils.machine import machine_label
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +58,10 @@ def collect_runs(runs_root=None, *, status: str | None = "ok", sweep: str | None
         last validation, where the recipe had ``val_every``), best_srcc/best_plcc/best_epoch
         (best on test, where recorded), n_train, n_test, test_split_hash, manifest_hash (the
         build of the dataset the run trained on), inference_policy
-        (JSON text), epoch_rule, label_norm, plcc_variant, proxy, features, seconds, error,
+        (JSON text), epoch_rule, label_norm, plcc_variant, proxy, features, seconds, machine
+        (where the run ran, :func:`~qd_lib.utils.machine.machine_label`; empty for runs
+        recorded before machines were kept), load_15min (the machine's 15-minute load average
+        when the run finished), error,
         spec_hash, git_commit, git_dirty, versions (JSON text), settings (JSON text of the run
         spec without its seed) and settings_hash: runs that may share a table cell.
 
@@ -92,6 +96,8 @@ def collect_runs(runs_root=None, *, status: str | None = "ok", sweep: str | None
             "plcc_variant": record.get("plcc_variant"), "proxy": record.get("proxy"),
             "features": features.get("label") or features.get("source"),
             "seconds": record.get("seconds"),
+            "machine": machine_label(record.get("machine")),
+            "load_15min": _num((record.get("load_average") or [None] * 3)[-1]),
             "error": (record.get("error") or {}).get("message"),
             "spec_hash": record.get("spec_hash"), "git_commit": record.get("git_commit"),
             "git_dirty": record.get("git_dirty"),

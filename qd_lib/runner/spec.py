@@ -336,7 +336,8 @@ def expand(sweep, *, validate: bool = True) -> list[RunSpec]:
 
 
 def environment_record() -> dict:
-    """Library versions, git commit and dirty flag of the workbench checkout."""
+    """Library versions, git commit and dirty flag of the workbench checkout, and the machine
+    (:func:`qd_lib.utils.machine.machine_record`: timings and float32 results depend on it)."""
     import platform
     import subprocess
 
@@ -369,4 +370,7 @@ def environment_record() -> dict:
         dirty = bool(status.stdout.strip()) if status.returncode == 0 else None
     except Exception:  # no git, or not a checkout
         pass
-    return {"versions": versions, "git_commit": commit, "git_dirty": dirty}
+    from qd_lib.utils.machine import machine_record
+
+    return {"versions": versions, "git_commit": commit, "git_dirty": dirty,
+            "machine": machine_record()}

@@ -70,8 +70,11 @@ def merged_runs(sweeps, out, runs_root=None) -> pd.DataFrame:
     if merged.empty:
         raise ValueError(f"No finished run of {list(map(str, sweeps))}: run `python -m "
                          "qd_lib.study run` first.")
-    from qd_lib.study.report import _method_rank
+    from qd_lib.study.report import RUN_COLUMNS, _method_rank
 
+    # committed rows written before a column existed: the column joins in its place
+    merged = merged[[c for c in RUN_COLUMNS if c in merged]
+                    + [c for c in merged if c not in RUN_COLUMNS]]
     merged["_rank"] = [_method_rank(m) for m in merged["method"]]
     merged = merged.sort_values(["dataset", "model", "fraction", "_rank", "seed"]).drop(
         columns="_rank")
@@ -196,15 +199,23 @@ def build_mismatches(specs, held: pd.DataFrame) -> list[tuple[str, str, dict]]:
     return found
 
 
-def _minutes_per_run(held: pd.DataFrame) -> dict:
+def _minutes_per_run(held: pd.DataFrame, machine: str | None = None) -> dict:
     """Mean measured minutes per run by ``(dataset, model, fraction, epochs)`` from
-    ``runs.csv`` rows."""
+    ``runs.csv`` rows; where ``machine`` (a :func:`~qd_lib.utils.machine.machine_label`) timed
+    a key itself, its own runs only, since machines differ."""
     keys = ["dataset", "model", "fraction", "epochs"]
     if held.empty or not {*keys, "seconds"} <= set(held.columns):
         return {}
     timed = held.dropna(subset=["seconds", "epochs"])
-    return {(d, m, round(float(f), 6), int(e)): float(sec) / 60 for (d, m, f, e), sec in
-            timed.groupby(keys)["seconds"].mean().items()}
+
+    def means(rows):
+        return {(d, m, round(float(f), 6), int(e)): float(sec) / 60 for (d, m, f, e), sec in
+                rows.groupby(keys)["seconds"].mean().items()}
+
+    timings = means(timed)
+    if machine is not None and "machine" in timed:
+        timings.update(means(timed[timed["machine"] == machine]))
+    return timings
 
 
 def _estimate_minutes(timings: dict, dataset: str, model: str, fraction: float, epochs
@@ -229,8 +240,9 @@ def study_status(sweeps, out, *, runs_root=None, only: dict | None = None) -> pd
     feature_set, fraction, method``) with the seeds planned, ``done`` (in ``runs.csv`` or
     finished under ``runs/``), ``missing`` (their seeds listed in ``missing_seeds``) and
     ``minutes_left``, the CPU minutes the missing runs take at the time per run measured in
-    ``runs.csv`` (``timing``: ``measured``, ``estimated`` or ``unknown``, see
-    :func:`_estimate_minutes`; empty when nothing is missing).
+    ``runs.csv``, on this machine where it timed the cell (``timing``: ``measured``,
+    ``estimated`` or ``unknown``, see :func:`_estimate_minutes`; empty when nothing is
+    missing).
 
     ``only`` restricts the grid to one stage as in :func:`run_missing`.
     """
@@ -239,7 +251,9 @@ def study_status(sweeps, out, *, runs_root=None, only: dict | None = None) -> pd
     specs = select_stage(_sweep_specs(sweeps), only)
     held = held_runs(out)
     held_ids = set(held["run_id"])
-    timings = _minutes_per_run(held)
+    from qd_lib.utils.machine import machine_label, machine_record
+
+    timings = _minutes_per_run(held, machine_label(machine_record()))
     rows = {}
     for s in specs:
         epochs = s.overrides.get("epochs")
@@ -582,11 +596,11 @@ def refresh_ablation(out, sweep=None) -> Path | None:
 
 def study_grid(sweep=None) -> pd.DataFrame:
     """One row per run of the main study sweep (``notebooks/sweeps/study.yaml``):
-    ``model, fraction, epochs``."""
+    ``dataset, model, fraction, epochs``."""
     from qd_lib.paths import repo_root
 
     sweep = sweep or repo_root() / "notebooks" / "sweeps" / "study.yaml"
-    return pd.DataFrame([{"model": s.model, "fraction": float(s.fraction),
+    return pd.DataFrame([{"dataset": s.dataset, "model": s.model, "fraction": float(s.fraction),
                           "epochs": s.overrides.get("epochs")} for s in _sweep_specs([sweep])])
 
 

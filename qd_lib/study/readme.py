@@ -408,9 +408,26 @@ def _robustness(out: Path, fraction: float = 0.1) -> list[str]:
 NIGHT_HOURS = 10
 
 
+def timing_machine(runs: pd.DataFrame) -> pd.Series:
+    """Which machine timed each run: the recorded machine (``machine`` column), else the proxy
+    build it trained on (``"the build-8d2d9f8d machine"``: builds differ by CPU family, so a
+    build stands for one), else ``"an unrecorded machine"``."""
+    recorded = runs["machine"] if "machine" in runs else pd.Series(None, index=runs.index)
+    builds = runs["manifest_hash"] if "manifest_hash" in runs else pd.Series(None,
+                                                                           index=runs.index)
+    return pd.Series([m if isinstance(m, str) and m else
+                      f"the build-{b[:8]} machine" if isinstance(b, str) and b
+                      else "an unrecorded machine" for m, b in zip(recorded, builds)],
+                     index=runs.index)
+
+
 def _wall_time(out: Path, grid: pd.DataFrame | None, workers: int = 2) -> list[str]:
     """Measured minutes per run (``runs.csv`` and the epoch sweep's runs of the same schedule)
-    and what the main sweep's grid costs at those times with ``workers`` runs in parallel."""
+    and what the main sweep's grid costs at those times with ``workers`` runs in parallel.
+
+    Machines differ (one 2-core machine trains twice as fast as another), so a cell timed on
+    several machines gets one time per machine (:func:`timing_machine`) and the grid's cost is
+    given for the fastest and the slowest machine that timed each cell."""
     if grid is None or grid.empty:
         return []
     keys = ["model", "fraction", "epochs"]
@@ -419,29 +436,47 @@ def _wall_time(out: Path, grid: pd.DataFrame | None, workers: int = 2) -> list[s
     if not timed:
         return []
     runs = pd.concat(timed, ignore_index=True).drop_duplicates("run_id")
+    if "dataset" in grid and "dataset" in runs:  # another dataset's runs time another grid
+        runs = runs[runs["dataset"].isin(set(grid["dataset"])) | runs["dataset"].isna()]
     runs["fraction"] = runs["fraction"].round(6)
-    per_run = runs.groupby(keys)["seconds"].agg(["mean", "count"])
+    runs["timing_machine"] = timing_machine(runs)
+    per_machine = runs.groupby([*keys, "timing_machine"])["seconds"].agg(["mean", "count"])
     cells = grid.assign(fraction=grid["fraction"].round(6)).groupby(keys).size()
-    parts, measured, missing = [], 0.0, []
+    parts, fastest, slowest, missing = [], 0.0, 0.0, []
+    several = runs["timing_machine"].nunique() > 1
     for key, count in cells.items():
-        if key in per_run.index:
-            minutes = per_run.loc[key, "mean"] / 60
-            measured += count * minutes
-            parts.append(f"{key[0]} {fraction_label(key[1])}: {_f(minutes, 0)} min "
-                         f"({int(per_run.loc[key, 'count'])} runs timed) × {count}")
-        else:
+        if key not in per_machine.index.droplevel("timing_machine"):
             missing.append(f"{key[0]} {fraction_label(key[1])} ({count} runs)")
-    text = (f"**Wall time.** Measured per training run on the 2-core machine, {workers} runs in "
-            "parallel with one torch thread each: " + "; ".join(parts) + ". ")
+            continue
+        times = per_machine.loc[key].sort_values("mean")
+        fastest += count * times["mean"].iloc[0] / 60
+        slowest += count * times["mean"].iloc[-1] / 60
+        if several:
+            timed_on = ", ".join(f"{_f(row['mean'] / 60, 0)} min on {machine} "
+                                 f"({int(row['count'])} runs)" for machine, row in times.iterrows())
+        else:
+            timed_on = (f"{_f(times['mean'].iloc[0] / 60, 0)} min "
+                        f"({int(times['count'].iloc[0])} runs timed)")
+        parts.append(f"{key[0]} {fraction_label(key[1])}: {timed_on} × {count}")
+    where = "2-core machines" if several else "the 2-core machine"
+    text = (f"**Wall time.** Measured per training run on {where}, {workers} runs in parallel "
+            "with one torch thread each: " + "; ".join(parts) + ". ")
     if parts:
-        text += (f"At these times the timed part of the main grid needs "
-                 f"{_f(measured / 60 / workers, 1)} h")
+        hours = (f"{_f(fastest / 60 / workers, 1)} h on the fastest machine that timed each cell "
+                 f"and {_f(slowest / 60 / workers, 1)} h on the slowest" if several and
+                 slowest > fastest else f"{_f(fastest / 60 / workers, 1)} h")
+        text += f"At these times the timed part of the main grid needs {hours}"
         text += (f"; not yet timed: {', '.join(missing)}." if missing else
                  " in all, and the study resumes where it stopped.")
-        if measured / 60 / workers > NIGHT_HOURS:
+        if fastest / 60 / workers > NIGHT_HOURS:
             text += (f" That is more than one {NIGHT_HOURS}-hour night on 2 cores: the grid is "
                      "trained in stages (`run --models/--fractions/--methods/--seeds`), each "
                      "resuming where the last stopped.")
+        if several:
+            text += (" Times include whatever else ran beside the study; a machine named by its "
+                     "proxy build recorded no CPU model (runs before machines were kept; builds "
+                     "differ by CPU family), and new runs record their machine and the 15-minute "
+                     "load average when they finished (`machine`, `load_15min` in `runs.csv`).")
     return ["", text]
 
 

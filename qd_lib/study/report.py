@@ -34,7 +34,8 @@ BASELINE = "random"
 RUN_COLUMNS = ("dataset", "model", "config", "feature_set", "method", "fraction", "seed", "srcc",
                "plcc",
                "val_srcc", "val_plcc", "krcc", "n_train", "n_test", "epochs", "features",
-               "proxy", "sweep", "seconds", "manifest_hash", "run_id")
+               "proxy", "sweep", "seconds", "machine", "load_15min",
+               "manifest_hash", "run_id")
 CELL = ("dataset", "model", "epochs", "feature_set", "method", "fraction")
 METHOD_ORDER = ("random", "herding", "kcenter", "contextual_diversity", "moderate", "pgcs",
                 "qdiverse", "qdiverse_rownorm", "qdiverse_density", "qdiverse_qdpp", "full")

@@ -29,7 +29,6 @@ from __future__ import annotations
 import logging
 import numbers
 import os
-import platform
 import time
 from collections.abc import Sequence
 from contextlib import nullcontext
@@ -53,6 +52,7 @@ from qd_lib.training.loop import (
 from qd_lib.training.pipelines import make_pipeline
 from qd_lib.training.seeding import seeded
 from qd_lib.utils.device import resolve_device
+from qd_lib.utils.machine import cpu_model
 from qd_lib.utils.validation import check_scalar
 
 logger = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ def device_name(device: torch.device) -> str:
     """A readable name of ``device``: the GPU model, or the CPU and its torch thread count."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    cpu = platform.processor() or platform.machine() or "unknown"
+    cpu = cpu_model()
     return f"cpu ({cpu}, {torch.get_num_threads()} torch threads)"
 
 
