@@ -425,8 +425,9 @@ def test_the_readme_verdict_follows_the_table_markers_and_names_variants():
 
 
 def test_the_readme_states_every_trained_qdiverse_variant_even_when_it_loses():
-    """Q-Diverse, each variant or extension of it with pairs, then the best method if it is
-    none of those: a variant is reported whether or not it wins."""
+    """Q-Diverse, each variant or extension of it with pairs, every other method with enough
+    pairs for a verdict, then the best method if it is none of those, and the methods still too
+    few pairs: a variant is reported whether or not it wins."""
     from qd_lib.study.readme import _trained
 
     runs = _runs()
@@ -441,8 +442,22 @@ def test_the_readme_states_every_trained_qdiverse_variant_even_when_it_loses():
     said = [line.strip() for line in lines if line.startswith("  ")]
     assert said[0].startswith("Q-Diverse is worse than Random")
     assert said[1].startswith("Q-Diverse unit-length rows (variant) is worse than Random")
-    assert said[2].startswith("The best, Herding, is")
+    assert said[2].startswith("Herding is better than Random")      # six pairs: a verdict
     assert len(said) == 3
+    # a baseline with too few pairs gets no verdict sentence but is named as undecided; the
+    # best of the cell, when it has too few pairs, says so
+    kcenter = runs[(runs["method"] == "herding") & (runs["seed"] < 2)].assign(
+        method="kcenter", srcc=lambda d: d["srcc"] - 0.2, run_id=lambda d: d["run_id"] + "-k")
+    pgcs = runs[(runs["method"] == "herding") & (runs["seed"] < 1)].assign(
+        method="pgcs", srcc=lambda d: d["srcc"] + 0.5, run_id=lambda d: d["run_id"] + "-p")
+    runs = pd.concat([runs, kcenter, pgcs], ignore_index=True)
+    said = [line.strip() for line in _trained(summarise_study(runs), runs)
+            if line.startswith("  ")]
+    assert said[2].startswith("Herding is better than Random")
+    assert said[3].startswith("The best, PGCS, is not yet decided: 1 paired seed,")
+    assert said[4] == ("Too few paired seeds for a verdict (fewer than 6): "
+                       "k-Center Greedy (2 pairs).")
+    assert len(said) == 5
 
 
 def test_mos_shift_gives_the_direction_of_a_skew_and_the_readme_shows_it(tmp_path):

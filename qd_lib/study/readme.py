@@ -53,7 +53,8 @@ def _verdict(row) -> str:
             f", p = {_f(row['srcc_p'])}, wins {int(row['srcc_wins'])}/{n_pairs}")
     kind = _verdict_kind(row)
     if kind == "undecided":
-        return (f"not yet decided: {n_pairs} paired seeds, too few for p < 0.05 ({diff})")
+        return (f"not yet decided: {_count(n_pairs, 'paired seed')}, too few for a verdict "
+                f"({diff})")
     if kind == "not distinguishable":
         return f"not distinguishable from Random ({diff})"
     return f"{kind} than Random ({diff})"
@@ -116,9 +117,21 @@ def _trained(summary: pd.DataFrame, runs: pd.DataFrame) -> list[str]:
                 label = "Q-Diverse" if row["method"] == "qdiverse" else method_label(row["method"])
                 lines.append(f"  {label} is {_verdict(row)}.")
                 stated.add(row["method"])
+        # then every other method with enough pairs for a verdict, best first
+        paired = ranked[ranked["srcc_diff"].notna() & ~ranked["method"].isin(stated)]
+        for _, row in paired[paired["n_pairs"] >= MIN_PAIRS_FOR_VERDICT].iterrows():
+            lines.append(f"  {method_label(row['method'])} is {_verdict(row)}.")
+            stated.add(row["method"])
         best = ranked.iloc[0]
         if best["method"] not in stated | {BASELINE} and not pd.isna(best.get("srcc_diff")):
             lines.append(f"  The best, {method_label(best['method'])}, is {_verdict(best)}.")
+            stated.add(best["method"])
+        few = paired[~paired["method"].isin(stated)]
+        if not few.empty:
+            lines.append(f"  Too few paired seeds for a verdict (fewer than "
+                         f"{MIN_PAIRS_FOR_VERDICT}): " + ", ".join(
+                             f"{method_label(m)} ({_count(int(n), 'pair')})"
+                             for m, n in zip(few["method"], few["n_pairs"])) + ".")
     across = _across_settings(summary)
     return lines + ([""] + across[:-1] if across else [])
 
