@@ -223,8 +223,12 @@ def test_a_study_stage_trains_only_its_cells_and_names_bad_values(tiny_bench, tm
     assert commands.build_mismatches(specs, held) == []
     other = held.assign(manifest_hash="f" * 64)
     assert commands.build_mismatches(specs, other) == [
-        ("proxy-tiny", tiny_bench.manifest.content_hash, {"f" * 64: 1})]
+        ("proxy-tiny", tiny_bench.manifest.content_hash, {"f" * 64: 1},
+         ["maniqa/tiny 25 % seed 0"])]
     assert commands.build_mismatches(specs, held.assign(manifest_hash=None)) == []
+    # a block trained wholly here pairs within itself: another block's build does not count
+    seed_1 = commands.select_stage(specs, {"seeds": [1]})
+    assert seed_1 and commands.build_mismatches(seed_1, other) == []
     # a wider stage finds the first one's run held and trains only the other seed
     wider = commands.run_missing([sweep], out, only={"methods": ["random"]})
     assert wider["trained"] == 1 and wider["held"] == 1 and wider["rows"] == 2

@@ -136,14 +136,15 @@ def run_missing(sweeps, out, *, runs_root=None, workers: int = 1, threads=None,
     # largest fraction first, then seed-major: whenever the study stops, what it holds is
     # complete paired blocks (every method of a seed), the most informative fraction first
     pending.sort(key=lambda s: (-s.fraction, s.seed, s.model, s.method != "random"))
-    for dataset, here, before in build_mismatches(pending, held_runs(out)):
+    for dataset, here, before, blocks in build_mismatches(pending, held_runs(out)):
         logger.warning(
-            "study: %s here is build %s, but its %d held run(s) trained on build(s) %s: the "
-            "runs trained now are paired with runs on different data (builds differ across "
-            "CPU families: float32 metric kernels move a few proxy MOS values). Build it on "
-            "the machine kind of those runs, or retrain every method of the seeds you train "
-            "here.", dataset, here[:8],
-            sum(before.values()), ", ".join(f"{h[:8]} ({n})" for h, n in before.items()))
+            "study: %s here is build %s, but %d held run(s) of the paired blocks trained now "
+            "(%s) trained on build(s) %s: their paired differences would compare coresets of "
+            "different data (builds differ across CPU families: float32 metric kernels move a "
+            "few proxy MOS values). Train those blocks on the machine kind of the held runs, "
+            "or train here only blocks that are wholly new (`run --seeds/--fractions`).",
+            dataset, here[:8], sum(before.values()), ", ".join(blocks),
+            ", ".join(f"{h[:8]} ({n})" for h, n in before.items()))
     logger.info("study: %d runs in the grid, %d held, %d to train", len(specs),
                 len(specs) - len(pending), len(pending))
     counts = {"trained": 0, "failed": 0, "held": len(specs) - len(pending)}
@@ -171,31 +172,54 @@ def run_missing(sweeps, out, *, runs_root=None, workers: int = 1, threads=None,
     return counts
 
 
-def build_mismatches(specs, held: pd.DataFrame) -> list[tuple[str, str, dict]]:
-    """The datasets of ``specs`` whose build on this machine (its ``manifest_hash``) is none
-    of the builds that the ``held`` runs of that dataset recorded.
+def _block_key(dataset, model, config, fraction, seed) -> tuple:
+    """The paired block a run belongs to: runs of one block are compared seed by seed."""
+    return (str(dataset), str(model), str(config), round(float(fraction), 6), int(seed))
+
+
+def build_mismatches(specs, held: pd.DataFrame) -> list[tuple[str, str, dict, list]]:
+    """The datasets of ``specs`` whose build on this machine (its ``manifest_hash``) differs
+    from the build of a ``held`` run in the same paired block (dataset, model, configuration,
+    fraction and seed) as one of ``specs``: training them here would pair runs on
+    different data. Held runs of other blocks do not count (a block trained wholly here is
+    paired within itself), nor do held runs that recorded no build.
 
     Returns
     -------
-    list of (dataset, hash here, {held hash: number of runs})
-        Empty when every dataset matches, or when no held run of it recorded a build.
+    list of (dataset, hash here, {held hash: number of runs}, [block labels])
+        Empty when every block matches. A block label reads ``"musiq/small 10 % seed 2"``.
     """
     from qd_lib.data.catalog import canonical_dataset_name, load_manifest
 
     if held.empty or "manifest_hash" not in held:
         return []
     known = held.dropna(subset=["manifest_hash"])
+    held_blocks = {}
+    for row in known.itertuples(index=False):
+        key = _block_key(row.dataset, row.model, row.config, row.fraction, row.seed)
+        held_blocks.setdefault(key, []).append(str(row.manifest_hash))
+    pending_blocks = {}
+    for spec in specs:
+        key = _block_key(canonical_dataset_name(spec.dataset), spec.model, spec.config,
+                         spec.fraction, spec.seed)
+        if key in held_blocks:
+            pending_blocks.setdefault(key[0], set()).add(key)
     found = []
-    for dataset in sorted({canonical_dataset_name(s.dataset) for s in specs}):
-        before = known.loc[known["dataset"] == dataset, "manifest_hash"].value_counts()
-        if before.empty:
-            continue
+    for dataset, blocks in sorted(pending_blocks.items()):
         try:
             here = load_manifest(dataset).manifest.content_hash
         except (FileNotFoundError, ValueError):  # not built here: the run itself says so
             continue
-        if here not in before.index:
-            found.append((dataset, here, {str(h): int(n) for h, n in before.items()}))
+        before: dict[str, int] = {}
+        labels = []
+        for key in sorted(blocks):
+            other = [h for h in held_blocks[key] if h != here]
+            if other:
+                labels.append(f"{key[1]}/{key[2]} {100 * key[3]:g} % seed {key[4]}")
+                for h in other:
+                    before[h] = before.get(h, 0) + 1
+        if labels:
+            found.append((dataset, here, before, labels))
     return found
 
 
