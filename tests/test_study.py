@@ -315,9 +315,11 @@ def test_the_readme_section_computes_wall_time_robustness_and_the_epoch_cap(tmp_
     assert "not yet timed: musiq 10% (1 runs)" in text and "one 10-hour night" not in text
     long_grid = pd.DataFrame({"model": ["maniqa"] * 80, "fraction": [0.1] * 80,
                               "epochs": [12] * 80})   # 80 × 15 min / 2 = 10 h: still one night
-    assert "one 10-hour night" not in evidence_section(out, long_grid)
+    one_night = evidence_section(out, long_grid)
+    assert "one 10-hour night" not in one_night
+    assert "the whole main grid needs 10.0 h, and the study resumes" in one_night
     longer = pd.concat([long_grid] * 2, ignore_index=True)   # 20 h
-    assert "needs 20.0 h" in evidence_section(out, longer)
+    assert "the whole main grid needs 20.0 h. That is" in evidence_section(out, longer)
     assert "more than one 10-hour night" in evidence_section(out, longer)
     # timed on two machines: one time per machine, the grid costed on the fastest and slowest
     pd.DataFrame({"run_id": ["c", "d", "e"], "model": ["maniqa"] * 3, "fraction": [0.1] * 3,

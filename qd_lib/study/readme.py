@@ -478,10 +478,14 @@ def _wall_time(out: Path, grid: pd.DataFrame | None, workers: int = 2) -> list[s
         hours = (f"{_f(fastest / 60 / workers, 1)} h on the fastest machine that timed each cell "
                  f"and {_f(slowest / 60 / workers, 1)} h on the slowest" if several and
                  slowest > fastest else f"{_f(fastest / 60 / workers, 1)} h")
-        text += f"At these times the timed part of the main grid needs {hours}"
-        text += (f"; not yet timed: {', '.join(missing)}." if missing else
-                 " in all, and the study resumes where it stopped.")
-        if fastest / 60 / workers > NIGHT_HOURS:
+        over_night = fastest / 60 / workers > NIGHT_HOURS
+        if missing:
+            text += (f"At these times the timed part of the main grid needs {hours}; not yet "
+                     f"timed: {', '.join(missing)}.")
+        else:
+            text += f"At these times the whole main grid needs {hours}" + (
+                "." if over_night else ", and the study resumes where it stopped.")
+        if over_night:
             text += (f" That is more than one {NIGHT_HOURS}-hour night on 2 cores: the grid is "
                      "trained in stages (`run --models/--fractions/--methods/--seeds`), each "
                      "resuming where the last stopped.")
