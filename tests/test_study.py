@@ -311,8 +311,9 @@ def test_the_readme_section_computes_wall_time_robustness_and_the_epoch_cap(tmp_
     pd.DataFrame(deep).to_csv(out / "features" / "diagnostics.csv", index=False)
     text = evidence_section(out, grid)
     # 4 maniqa runs × 15 min mean / 2 workers = 0.5 h; musiq not timed
-    assert "maniqa 10%: 15 min (2 runs timed) × 4" in text and "needs 0.5 h" in text
-    assert "not yet timed: musiq 10% (1 runs)" in text and "one 10-hour night" not in text
+    assert "maniqa 10% (4 runs in the grid), per run: 15 min (2 timed)" in text
+    assert "needs 0.5 h" in text
+    assert "not yet timed: musiq 10% (1 run)" in text and "one 10-hour night" not in text
     long_grid = pd.DataFrame({"model": ["maniqa"] * 80, "fraction": [0.1] * 80,
                               "epochs": [12] * 80})   # 80 × 15 min / 2 = 10 h: still one night
     one_night = evidence_section(out, long_grid)
@@ -329,8 +330,9 @@ def test_the_readme_section_computes_wall_time_robustness_and_the_epoch_cap(tmp_
                                                                     index=False)
     mixed = evidence_section(out, long_grid)
     # (the epoch sweep's two runs above recorded no machine either: 600, 1200 and 1800 s)
-    assert ("maniqa 10%: 5 min on Fast CPU, avx512f, 2 cores (1 runs), 15 min on the "
-            "build-abababab machine (1 runs), 20 min on an unrecorded machine (3 runs) × 80"
+    assert ("maniqa 10% (80 runs in the grid), per run: 5 min on Fast CPU, avx512f, 2 cores "
+            "(1 timed), 15 min on the build-abababab machine (1 timed), 20 min on an unrecorded "
+            "machine (3 timed)"
             in mixed)
     assert "needs 3.3 h on the fastest machine that timed each cell and 13.3 h on the " \
         "slowest" in mixed and "one 10-hour night" not in mixed

@@ -459,18 +459,20 @@ def _wall_time(out: Path, grid: pd.DataFrame | None, workers: int = 2) -> list[s
     several = runs["timing_machine"].nunique() > 1
     for key, count in cells.items():
         if key not in per_machine.index.droplevel("timing_machine"):
-            missing.append(f"{key[0]} {fraction_label(key[1])} ({count} runs)")
+            missing.append(f"{key[0]} {fraction_label(key[1])} ({_count(count, 'run')})")
             continue
         times = per_machine.loc[key].sort_values("mean")
         fastest += count * times["mean"].iloc[0] / 60
         slowest += count * times["mean"].iloc[-1] / 60
         if several:
             timed_on = ", ".join(f"{_f(row['mean'] / 60, 0)} min on {machine} "
-                                 f"({int(row['count'])} runs)" for machine, row in times.iterrows())
+                                 f"({int(row['count'])} timed)"
+                                 for machine, row in times.iterrows())
         else:
             timed_on = (f"{_f(times['mean'].iloc[0] / 60, 0)} min "
-                        f"({int(times['count'].iloc[0])} runs timed)")
-        parts.append(f"{key[0]} {fraction_label(key[1])}: {timed_on} × {count}")
+                        f"({int(times['count'].iloc[0])} timed)")
+        parts.append(f"{key[0]} {fraction_label(key[1])} ({_count(count, 'run')} in the grid), "
+                     f"per run: {timed_on}")
     where = "2-core machines" if several else "the 2-core machine"
     text = (f"**Wall time.** Measured per training run on {where}, {workers} runs in parallel "
             "with one torch thread each: " + "; ".join(parts) + ". ")
