@@ -376,3 +376,43 @@ def test_a_mean_over_seeds_never_mixes_settings(tmp_path):
                                                                              "seed": seed}))
                          for seed in (0, 1)])
     assert summarise(same)["n_seeds"].tolist() == [2]  # seeds alone differ: averaged
+
+
+class _Killed(BaseException):
+    """A kill between epochs (not an ``Exception``: the runner must not record it as a
+    failure, the process just ends)."""
+
+
+def test_a_resumed_run_counts_the_time_of_its_earlier_attempts(tiny_bench, tmp_path,
+                                                                monkeypatch):
+    """A run stopped after its first epoch and resumed records what the whole run took (the
+    first attempt's epoch included), and records written before that rule are read the same
+    way; a run trained in one go keeps its own time."""
+    import qd_lib.training.loop as loop_module
+    from qd_lib.runner.records import run_seconds
+
+    spec = RunSpec(method="random", fraction=0.25, seed=0,
+                   **{**TINY, "overrides": {"epochs": 2}})
+    original = loop_module._save_checkpoint
+
+    def save_then_die(state, path):
+        original(state, path)
+        raise _Killed
+
+    with monkeypatch.context() as patch:
+        patch.setattr(loop_module, "_save_checkpoint", save_then_die)
+        with pytest.raises(_Killed):
+            run_experiment(spec, runs_root=tmp_path)
+    record = run_experiment(spec, runs_root=tmp_path)
+    assert record["status"] == "ok" and record["resumed_from_epoch"] == 1
+    first_epoch = record["history"][0]["seconds"]
+    assert first_epoch > 0
+    assert record["seconds"] == pytest.approx(record["attempt_seconds"] + first_epoch, abs=2e-3)
+    assert collect_runs(tmp_path)["seconds"].iloc[0] == record["seconds"]
+    # an older record (no attempt_seconds, "seconds" of the last attempt only)
+    old = {k: v for k, v in record.items() if k != "attempt_seconds"}
+    old["seconds"] = record["attempt_seconds"]
+    assert run_seconds(old) == pytest.approx(record["seconds"], abs=2e-3)
+    assert run_seconds({"seconds": 5.0, "resumed_from_epoch": None,
+                        "history": [{"epoch": 1, "seconds": 3.0}]}) == 5.0
+    assert run_seconds({"seconds": None}) is None

@@ -218,6 +218,17 @@ def _read_selection(path: Path, spec: RunSpec) -> dict | None:
     return stored if stored.get("spec_hash") == spec.spec_hash else None
 
 
+def earlier_attempt_seconds(history, resumed_from_epoch) -> float:
+    """Seconds that earlier, interrupted attempts of a resumed run spent on the epochs it
+    resumed after (their times as the checkpoint's history kept them; 0 for a run trained in
+    one go). The time lost in the epoch that was cut off is not counted: it is redone."""
+    if not resumed_from_epoch:
+        return 0.0
+    return float(sum(entry.get("seconds") or 0.0 for entry in history or []
+                     if isinstance(entry, dict)
+                     and (entry.get("epoch") or 0) <= int(resumed_from_epoch)))
+
+
 def run_experiment(spec: RunSpec, *, runs_root: str | Path | None = None, force: bool = False,
                    device: str = "auto", keep_checkpoint: bool = False,
                    raise_errors: bool = False, show_progress: bool | None = None,
@@ -309,7 +320,11 @@ def run_experiment(spec: RunSpec, *, runs_root: str | Path | None = None, force:
         error = exc
         record.update(failure_fields(exc))
         logger.error("%s failed: %s: %s", spec.run_id, type(exc).__name__, exc)
-    record["seconds"] = round(time.perf_counter() - t0, 3)
+    # a resumed run counts its earlier attempts' finished epochs: "seconds" is what the run
+    # took, "attempt_seconds" what this call took
+    record["attempt_seconds"] = round(time.perf_counter() - t0, 3)
+    record["seconds"] = round(record["attempt_seconds"] + earlier_attempt_seconds(
+        record.get("history"), record.get("resumed_from_epoch")), 3)
     record["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     # 1, 5 and 15-minute load averages at the end: a time is comparable with another only
     # when the machine was as busy (another sweep or a CI run beside it slows both)

@@ -28,7 +28,7 @@ from qd_lib.data.catalog import canonical_dataset_name
 from qd_lib.metrics import METRICS
 from qd_lib.paths import display_path, figures_dir, runs_dir
 from qd_lib.runner.experiment import METRICS as METRICS_FILE
-from qd_lib.runner.experiment import RunRecordError, read_record
+from qd_lib.runner.experiment import RunRecordError, earlier_attempt_seconds, read_record
 from qd_lib.utils.machine import machine_label
 
 logger = logging.getLogger(__name__)
@@ -58,7 +58,8 @@ def collect_runs(runs_root=None, *, status: str | None = "ok", sweep: str | None
         last validation, where the recipe had ``val_every``), best_srcc/best_plcc/best_epoch
         (best on test, where recorded), n_train, n_test, test_split_hash, manifest_hash (the
         build of the dataset the run trained on), inference_policy
-        (JSON text), epoch_rule, label_norm, plcc_variant, proxy, features, seconds, machine
+        (JSON text), epoch_rule, label_norm, plcc_variant, proxy, features, seconds (what the
+        run took, a resumed run's earlier attempts included: :func:`run_seconds`), machine
         (where the run ran, :func:`~qd_lib.utils.machine.machine_label`; empty for runs
         recorded before machines were kept), load_15min (the machine's 15-minute load average
         when the run finished), error,
@@ -95,7 +96,7 @@ def collect_runs(runs_root=None, *, status: str | None = "ok", sweep: str | None
             "epoch_rule": record.get("epoch_rule"), "label_norm": record.get("label_norm"),
             "plcc_variant": record.get("plcc_variant"), "proxy": record.get("proxy"),
             "features": features.get("label") or features.get("source"),
-            "seconds": record.get("seconds"),
+            "seconds": run_seconds(record),
             "machine": machine_label(record.get("machine")),
             "load_15min": _num((record.get("load_average") or [None] * 3)[-1]),
             "error": (record.get("error") or {}).get("message"),
@@ -123,6 +124,18 @@ def collect_runs(runs_root=None, *, status: str | None = "ok", sweep: str | None
 
 
 _NOT_SETTINGS = ("seed", "sweep", "root", "alias")
+
+
+def run_seconds(record: dict) -> float | None:
+    """What a run took, resumed or not: ``seconds`` of its record, plus, for a resumed run
+    recorded before records counted earlier attempts (no ``attempt_seconds``), the epoch
+    times of those attempts (:func:`earlier_attempt_seconds`). Without this a run stopped in
+    its last epoch and resumed looks a few minutes long, and wall-time estimates sink."""
+    seconds = record.get("seconds")
+    if seconds is None or "attempt_seconds" in record:
+        return seconds
+    return round(seconds + earlier_attempt_seconds(record.get("history"),
+                                                   record.get("resumed_from_epoch")), 3)
 
 
 def _last_val(history) -> dict:
