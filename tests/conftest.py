@@ -31,6 +31,31 @@ def one_torch_thread():
     torch.set_num_threads(previous)
 
 
+class KilledBetweenEpochs(BaseException):
+    """A kill after a checkpoint was saved. A ``BaseException``, as a real kill is: the runner
+    must not record it as a failed run, the process just ends."""
+
+
+@pytest.fixture
+def kill_after_first_checkpoint():
+    """``arm(patch)``: the next checkpoint that training saves (through ``patch``, a
+    ``monkeypatch`` or one of its contexts) is written, then the run is killed; returns the
+    exception class to expect."""
+    from qd_lib.training import loop as loop_module
+
+    def arm(patch):
+        original = loop_module._save_checkpoint
+
+        def save_then_die(state, path):
+            original(state, path)
+            raise KilledBetweenEpochs(f"killed after epoch {state['epoch']}")
+
+        patch.setattr(loop_module, "_save_checkpoint", save_then_die)
+        return KilledBetweenEpochs
+
+    return arm
+
+
 @pytest.fixture
 def small_table():
     """A valid 6-row manifest table with two split schemes."""

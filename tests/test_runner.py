@@ -378,30 +378,18 @@ def test_a_mean_over_seeds_never_mixes_settings(tmp_path):
     assert summarise(same)["n_seeds"].tolist() == [2]  # seeds alone differ: averaged
 
 
-class _Killed(BaseException):
-    """A kill between epochs (not an ``Exception``: the runner must not record it as a
-    failure, the process just ends)."""
-
-
-def test_a_resumed_run_counts_the_time_of_its_earlier_attempts(tiny_bench, tmp_path,
-                                                                monkeypatch):
+def test_a_resumed_run_counts_the_time_of_its_earlier_attempts(
+        tiny_bench, tmp_path, monkeypatch, kill_after_first_checkpoint):
     """A run stopped after its first epoch and resumed records what the whole run took (the
     first attempt's epoch included), and records written before that rule are read the same
     way; a run trained in one go keeps its own time."""
-    import qd_lib.training.loop as loop_module
     from qd_lib.runner.records import run_seconds
 
     spec = RunSpec(method="random", fraction=0.25, seed=0,
                    **{**TINY, "overrides": {"epochs": 2}})
-    original = loop_module._save_checkpoint
-
-    def save_then_die(state, path):
-        original(state, path)
-        raise _Killed
-
     with monkeypatch.context() as patch:
-        patch.setattr(loop_module, "_save_checkpoint", save_then_die)
-        with pytest.raises(_Killed):
+        killed = kill_after_first_checkpoint(patch)
+        with pytest.raises(killed):
             run_experiment(spec, runs_root=tmp_path)
     record = run_experiment(spec, runs_root=tmp_path)
     assert record["status"] == "ok" and record["resumed_from_epoch"] == 1

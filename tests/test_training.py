@@ -30,20 +30,6 @@ def train_ids(tiny_bench):
     return m.table["image_id"].to_numpy()[m.split_indices("paper", "train")][:40].tolist()
 
 
-class _Killed(Exception):
-    pass
-
-
-def _kill_after_first_checkpoint(monkeypatch):
-    original = loop_module._save_checkpoint
-
-    def save_then_die(state, path):
-        original(state, path)
-        raise _Killed(f"killed after epoch {state['epoch']}")
-
-    monkeypatch.setattr(loop_module, "_save_checkpoint", save_then_die)
-
-
 def test_tiny_maniqa_learns_and_records_everything(tiny_bench, train_ids, tmp_path):
     result = train_on_coreset(tiny_bench, image_ids=train_ids, model="maniqa", config="tiny",
                               seed=0, out_dir=tmp_path, overrides={"epochs": 4, "lr": 2e-3})
@@ -81,13 +67,13 @@ def test_runs_are_deterministic_and_seed_dependent(tiny_bench, train_ids):
 
 
 def test_a_killed_run_resumes_to_the_same_result(tiny_bench, train_ids, tmp_path,
-                                                 monkeypatch):
+                                                 monkeypatch, kill_after_first_checkpoint):
     kwargs = dict(image_ids=train_ids[:32], model="maniqa", config="tiny", seed=1,
                   overrides={"epochs": 3}, device="cpu")
     whole = train_on_coreset(tiny_bench, out_dir=tmp_path / "whole", **kwargs)
     with monkeypatch.context() as patch:
-        _kill_after_first_checkpoint(patch)
-        with pytest.raises(_Killed):
+        killed = kill_after_first_checkpoint(patch)
+        with pytest.raises(killed):
             train_on_coreset(tiny_bench, out_dir=tmp_path / "killed", **kwargs)
     assert load_checkpoint(tmp_path / "killed" / "checkpoint.pt")["epoch"] == 1
     resumed = train_on_coreset(tiny_bench, out_dir=tmp_path / "killed", **kwargs)
@@ -104,13 +90,13 @@ def test_a_killed_run_resumes_to_the_same_result(tiny_bench, train_ids, tmp_path
                          **{**kwargs, "seed": 2})
 
 
-def test_nan_loss_stops_with_a_clear_error_and_keeps_the_checkpoint(tiny_bench, train_ids,
-                                                                    tmp_path, monkeypatch):
+def test_nan_loss_stops_with_a_clear_error_and_keeps_the_checkpoint(
+        tiny_bench, train_ids, tmp_path, monkeypatch, kill_after_first_checkpoint):
     kwargs = dict(image_ids=train_ids[:16], model="maniqa", config="tiny", seed=0,
                   overrides={"epochs": 2}, device="cpu", out_dir=tmp_path)
     with monkeypatch.context() as patch:
-        _kill_after_first_checkpoint(patch)
-        with pytest.raises(_Killed):
+        killed = kill_after_first_checkpoint(patch)
+        with pytest.raises(killed):
             train_on_coreset(tiny_bench, **kwargs)
     good = load_checkpoint(tmp_path / "checkpoint.pt")
     monkeypatch.setattr(loop_module, "_loss", lambda recipe, pred, target: (pred * np.nan).mean())
