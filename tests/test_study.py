@@ -342,6 +342,28 @@ def test_the_readme_section_computes_wall_time_robustness_and_the_epoch_cap(tmp_
     assert "still rising" in text and "does not reproduce here" in text
 
 
+def test_the_readme_section_says_when_the_study_trains_short_of_the_chosen_schedule(tmp_path):
+    """When the epoch sweep chooses a longer schedule than the study trains, the section names
+    the shortfall with Random's validation SRCC at both lengths; when the study trains the
+    chosen length it says nothing of the kind."""
+    from qd_lib.study.readme import evidence_section
+
+    out = tmp_path / "study"
+    out.mkdir()
+    pd.DataFrame({"model": ["maniqa"] * 3 + ["musiq"] * 2, "fraction": [0.1] * 5,
+                  "epochs": [4, 12, 24, 4, 12], "val_srcc": [0.70, 0.78, 0.81, 0.55, 0.60],
+                  "chosen_epochs": [24, 24, 24, 12, 12]}).to_csv(out / "epochs.csv",
+                                                                 index=False)
+    pd.DataFrame({"model": ["maniqa", "musiq"], "epochs": [12, 12]}).to_csv(
+        out / "runs.csv", index=False)
+    text = evidence_section(out)
+    assert ("The study trains maniqa for 12 epochs, short of the chosen 24 (Random's "
+            "validation SRCC at 10%: 0.780 against 0.810): a compute cap") in text
+    assert "musiq for 12 epochs" not in text
+    pd.DataFrame({"model": ["maniqa"], "epochs": [24]}).to_csv(out / "runs.csv", index=False)
+    assert "The study trains" not in evidence_section(out)
+
+
 def test_trained_variants_pair_by_seed_and_reject_mixed_cells():
     """A variant's paired difference uses only the seeds Random shares with it, on each split,
     and runs of two cells (two models, say) are refused rather than averaged together."""

@@ -308,7 +308,35 @@ def _epochs(out: Path) -> list[str]:
         lines[-1] += (f" For {', '.join(capped)} the validation SRCC was still rising at the "
                       "longest schedule measured: that length is a compute cap, not a plateau, "
                       "and longer training could change the ranking.")
+    shorter = _shorter_than_chosen(table, out / "runs.csv")
+    if shorter:
+        lines[-1] += (" The study trains " + "; ".join(shorter) + ": a compute cap, so its "
+                      "trained comparisons are of models still short of their plateau.")
     return lines
+
+
+def _shorter_than_chosen(table: pd.DataFrame, runs_path: Path) -> list[str]:
+    """One phrase per model the study (``runs_path``) trains for fewer epochs than the epoch
+    sweep chose, with the validation SRCC Random's schedule gives up by it."""
+    if not runs_path.is_file():
+        return []
+    runs = pd.read_csv(runs_path)
+    if not {"model", "epochs"} <= set(runs):
+        return []
+    trained = runs.dropna(subset=["epochs"]).groupby("model")["epochs"].max()
+    phrases = []
+    for (model, fraction), rows in table.groupby(["model", "fraction"], sort=False):
+        chosen = int(rows["chosen_epochs"].iloc[0])
+        if model not in trained or int(trained[model]) >= chosen:
+            continue
+        study = int(trained[model])
+        curve = rows.set_index(rows["epochs"].astype(int))["val_srcc"]
+        phrase = f"{model} for {study} epochs, short of the chosen {chosen}"
+        if study in curve.index:
+            phrase += (f" (Random's validation SRCC at {fraction_label(fraction)}: "
+                       f"{_f(curve[study])} against {_f(curve[chosen])})")
+        phrases.append(phrase)
+    return phrases
 
 
 #: the labelled extensions, measured by the ablation (training-free)
