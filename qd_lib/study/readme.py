@@ -297,7 +297,12 @@ def _epochs(out: Path) -> list[str]:
     for (model, fraction), rows in table.groupby(["model", "fraction"], sort=False):
         rows = rows.sort_values("epochs")
         chosen = int(rows["chosen_epochs"].iloc[0])
-        curve = ", ".join(f"{int(r.epochs)}: {_f(r.val_srcc)}" for r in rows.itertuples())
+        # a schedule measured on fewer seeds than the others says so
+        most = rows["n_seeds"].max() if "n_seeds" in rows else None
+        curve = ", ".join(f"{int(r.epochs)}: {_f(r.val_srcc)}"
+                          + (f" ({_count(int(r.n_seeds), 'seed')})"
+                             if most is not None and r.n_seeds < most else "")
+                          for r in rows.itertuples())
         parts.append(f"{model} {fraction_label(fraction)}: {chosen} (val SRCC {curve})")
         if len(rows) > 1 and chosen == int(rows["epochs"].max()) and \
                 rows["val_srcc"].iloc[-1] > rows["val_srcc"].iloc[-2]:
