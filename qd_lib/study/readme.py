@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from qd_lib.data.budget import fraction_label
+from qd_lib.paths import display_path
 from qd_lib.study.report import BASELINE, method_label, named_method
 from qd_lib.study.stats import MIN_PAIRS_FOR_VERDICT
 from qd_lib.utils.readme_blocks import begin_marker, end_marker, has_block, replace_block
@@ -288,7 +289,9 @@ def _ablation(out: Path) -> list[str]:
     return lines
 
 
-def _epochs(out: Path) -> list[str]:
+def _epochs(out: Path, runs: pd.DataFrame | None) -> list[str]:
+    """The epoch sweep's line from ``epochs.csv``, and the study's shortfall from ``runs``
+    (the study's ``runs.csv``, ``None`` when there is none)."""
     path = out / "epochs.csv"
     if not path.is_file():
         return []
@@ -313,20 +316,17 @@ def _epochs(out: Path) -> list[str]:
         lines[-1] += (f" For {', '.join(capped)} the validation SRCC was still rising at the "
                       "longest schedule measured: that length is a compute cap, not a plateau, "
                       "and longer training could change the ranking.")
-    shorter = _shorter_than_chosen(table, out / "runs.csv")
+    shorter = _shorter_than_chosen(table, runs)
     if shorter:
         lines[-1] += (" The study trains " + "; ".join(shorter) + ": a compute cap, so its "
                       "trained comparisons are of models still short of their plateau.")
     return lines
 
 
-def _shorter_than_chosen(table: pd.DataFrame, runs_path: Path) -> list[str]:
-    """One phrase per model the study (``runs_path``) trains for fewer epochs than the epoch
+def _shorter_than_chosen(table: pd.DataFrame, runs: pd.DataFrame | None) -> list[str]:
+    """One phrase per model the study (its ``runs``) trains for fewer epochs than the epoch
     sweep chose, with the validation SRCC Random's schedule gives up by it."""
-    if not runs_path.is_file():
-        return []
-    runs = pd.read_csv(runs_path)
-    if not {"model", "epochs"} <= set(runs):
+    if runs is None or not {"model", "epochs"} <= set(runs):
         return []
     trained = runs.dropna(subset=["epochs"]).groupby("model")["epochs"].max()
     phrases = []
@@ -540,14 +540,19 @@ def evidence_body(out: Path, grid: pd.DataFrame | None = None) -> str:
     lines = ["**PROXY benchmark** (MOS from full-reference metrics, not human "
              "ratings), CPU `small` models: evidence about this workbench's offline setting, "
              "not about the paper's claim on human-rated datasets.", ""]
-    summary_path = out / "summary.csv"
+    runs_path, summary_path = out / "runs.csv", out / "summary.csv"
+    runs = pd.read_csv(runs_path) if runs_path.is_file() else None
     if summary_path.is_file():
-        lines += _trained(pd.read_csv(summary_path), pd.read_csv(out / "runs.csv"))
+        if runs is None:
+            raise FileNotFoundError(f"{display_path(summary_path)} exists but "
+                                    f"{display_path(runs_path)} does not: run `python -m "
+                                    "qd_lib.study report` to write both.")
+        lines += _trained(pd.read_csv(summary_path), runs)
     else:
         lines.append("No trained study results are committed yet.")
     lines += _wall_time(out, grid)
     lines += (_training_free(out) + _robustness(out) + _diagnostics(out) + _ablation(out)
-              + _epochs(out))
+              + _epochs(out, runs))
     return "\n".join(lines)
 
 
