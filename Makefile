@@ -9,7 +9,7 @@ SELECTION_METHODS := qdiverse random herding kcenter contextual_diversity modera
 # 10 %, one epoch of a width-4 ResNet-18, 64-px MobileNet-V2 inputs; its own table name.
 NB11_TINY := {FRACTIONS: [0.1], SEEDS: [0], EPOCHS: 1, WIDTH: 4, INPUT_SIZE: 64, TABLE_NAME: ci_digits}
 
-.PHONY: venv test unit notebook-tests lint demo study study-extra pruning complexity readme \
+.PHONY: venv test unit notebook-tests lint demo study study-extra study-long pruning complexity readme \
 	clean-venv browser-deps browser-test gpu-check gpu-check-tiny
 
 venv: $(STAMP)
@@ -161,6 +161,15 @@ study-extra: venv
 		notebooks/sweeps/study_authentic.yaml --workers $(STUDY_WORKERS) --models maniqa \
 		--fractions 0.1
 	$(PY) -m qd_lib.study report $(STUDY_SWEEPS)
+	$(PY) -m qd_lib.study readme
+
+# The paired block at the epoch sweep's chosen schedule (24 epochs; the study trains 12): Random,
+# Q-Diverse and its row-normalised variant, MANIQA small at 10 %, in figures/study/long/.
+study-long: venv
+	$(PY) -m qd_lib.data.synthetic --preset default
+	$(PY) -m qd_lib.study --out figures/study/long run notebooks/sweeps/study_long.yaml \
+		--workers $(STUDY_WORKERS)
+	$(PY) -m qd_lib.study --out figures/study/long report notebooks/sweeps/study_long.yaml
 	$(PY) -m qd_lib.study readme
 
 # Coresets as pruning calibration sets (supplement Table 3) on the default proxy benchmark (PROXY

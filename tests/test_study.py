@@ -367,6 +367,42 @@ def test_the_readme_section_says_when_the_study_trains_short_of_the_chosen_sched
     assert "The study trains" not in evidence_section(out)
 
 
+def test_the_readme_section_sets_the_long_block_beside_the_same_seeds_at_the_study_length(
+        tmp_path):
+    """The block trained at the chosen schedule (``long/``) gives each Q-Diverse variant's
+    verdict there and its mean paired difference on the same seeds at the study's shorter
+    length; seeds without a Random partner at either length stay out of that mean."""
+    from qd_lib.study.readme import evidence_section
+    from qd_lib.study.report import write_study_tables
+
+    out = tmp_path / "study"
+    setting = {"dataset": "proxy-default", "model": "maniqa", "feature_set": "offline",
+               "fraction": 0.1}
+
+    def rows(epochs, table):
+        return pd.DataFrame([{**setting, "epochs": epochs, "method": m, "seed": seed,
+                              "srcc": v, "plcc": v, "run_id": f"{m}-{seed}-{epochs}"}
+                             for m, values in table.items() for seed, v in values.items()])
+
+    # the study (12 epochs): Q-Diverse 0.10 behind Random on seeds 0-1; seed 2 has no Random
+    write_study_tables(rows(12, {"random": {0: 0.80, 1: 0.70},
+                                 "qdiverse": {0: 0.70, 1: 0.60, 2: 0.99}}), out)
+    # 24 epochs, seeds 0-1: Q-Diverse 0.02 behind on average; seed 2 of Random has no pair
+    write_study_tables(rows(24, {"random": {0: 0.85, 1: 0.75, 2: 0.50},
+                                 "qdiverse": {0: 0.85, 1: 0.71}}), out / "long")
+    text = evidence_section(out)
+    assert "**At the chosen schedule**" in text
+    assert "maniqa 10% proxy-default, 24 epochs: Q-Diverse is not yet decided: 2 paired seeds" \
+        in text
+    assert ("on the same 2 seeds at the study's 12 epochs its mean Δ SRCC was -0.100 against "
+            "-0.020 at 24") in text
+    (out / "long" / "runs.csv").unlink()
+    with pytest.raises(FileNotFoundError, match="long/runs.csv"):
+        evidence_section(out)
+    (out / "long" / "summary.csv").unlink()
+    assert "At the chosen schedule" not in evidence_section(out)
+
+
 def test_trained_variants_pair_by_seed_and_reject_mixed_cells():
     """A variant's paired difference uses only the seeds Random shares with it, on each split,
     and runs of two cells (two models, say) are refused rather than averaged together."""
@@ -729,3 +765,21 @@ def test_readme_tallies_each_method_s_verdicts_across_trained_settings():
             "not distinguishable in 1.") in line
     assert "Random" not in line.split("):", 1)[1]
     assert _across_settings(summary[summary["n_pairs"] < 6]) == []
+
+
+def test_the_long_block_reuses_the_epoch_sweeps_24_epoch_random_runs():
+    """``study_long.yaml`` pairs Random with Q-Diverse and its row-normalised variant at the
+    epoch sweep's longest schedule, and its Random runs of seeds 0-1 are the epoch sweep's own
+    (same spec, same run id: never trained twice)."""
+    from qd_lib.paths import repo_root
+    from qd_lib.runner import expand
+
+    sweeps = repo_root() / "notebooks" / "sweeps"
+    long_specs = expand(sweeps / "study_long.yaml")
+    epochs = {s.run_id for s in expand(sweeps / "study_epochs.yaml")}
+    assert {s.overrides["epochs"] for s in long_specs} == {24}
+    random_ids = {s.seed: s.run_id for s in long_specs if s.method == "random"}
+    assert {random_ids[0], random_ids[1]} <= epochs
+    assert not {s.run_id for s in long_specs if s.method != "random"} & epochs
+    assert {(s.method, tuple(sorted(s.method_params.items()))) for s in long_specs} == {
+        ("random", ()), ("qdiverse", ()), ("qdiverse", (("row_normalize", True),))}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from qd_lib.data.budget import fraction_label
@@ -344,6 +345,74 @@ def _shorter_than_chosen(table: pd.DataFrame, runs: pd.DataFrame | None) -> list
     return phrases
 
 
+#: the sub-folder of ``figures/study`` holding the paired block trained at the chosen schedule
+LONG_DIR = "long"
+
+
+def _paired_differences(runs: pd.DataFrame, method: str) -> pd.Series:
+    """Per seed, ``method``'s test SRCC minus Random's in ``runs`` (one setting), over the seeds
+    that trained both."""
+    table = runs.pivot_table(index="seed", columns="method", values="srcc", aggfunc="mean")
+    if BASELINE not in table or method not in table:
+        return pd.Series(dtype=float)
+    return (table[method] - table[BASELINE]).dropna()
+
+
+def _same_setting(runs: pd.DataFrame, where: dict) -> pd.Series:
+    """Rows of ``runs`` with ``where``'s dataset, model and fraction."""
+    return ((runs["dataset"] == where["dataset"]) & (runs["model"] == where["model"])
+            & np.isclose(runs["fraction"].astype(float), float(where["fraction"])))
+
+
+def _long_schedule(out: Path, runs: pd.DataFrame | None) -> list[str]:
+    """The block trained at the epoch sweep's chosen length (``out/long``): per Q-Diverse
+    variant its paired difference with Random there, beside the same seeds' difference at the
+    study's own length (from ``runs``, the study's ``runs.csv``), so a reader sees whether the
+    gap moves with training length on the same seeds."""
+    folder = out / LONG_DIR
+    summary_path, runs_path = folder / "summary.csv", folder / "runs.csv"
+    if not summary_path.is_file():
+        return []
+    if not runs_path.is_file():
+        raise FileNotFoundError(f"{display_path(summary_path)} exists but "
+                                f"{display_path(runs_path)} does not: run `python -m "
+                                "qd_lib.study --out figures/study/long report "
+                                "notebooks/sweeps/study_long.yaml` to write both.")
+    summary, long_runs = pd.read_csv(summary_path), pd.read_csv(runs_path)
+    phrases = []
+    keys = ["dataset", "model", "fraction", "epochs"]
+    for values, cell in summary.groupby(keys, sort=False):
+        where = dict(zip(keys, values))
+        here = long_runs[_same_setting(long_runs, where)
+                         & (long_runs["epochs"] == where["epochs"])]
+        before = None if runs is None else \
+            runs[_same_setting(runs, where) & (runs["epochs"] < where["epochs"])]
+        for _, row in cell[cell["method"] != BASELINE].iterrows():
+            if pd.isna(row.get("srcc_diff")):
+                continue
+            label = "Q-Diverse" if row["method"] == "qdiverse" else method_label(row["method"])
+            phrase = f"{label} is {_verdict(row)}"
+            now = _paired_differences(here, row["method"])
+            if before is not None and not before.empty:
+                study_epochs = int(before["epochs"].max())
+                then = _paired_differences(before[before["epochs"] == study_epochs],
+                                           row["method"])
+                seeds = sorted(set(now.index) & set(then.index))
+                if seeds:
+                    phrase += (f"; on the same {_count(len(seeds), 'seed')} at the study's "
+                               f"{study_epochs} epochs its mean Δ SRCC was "
+                               f"{_f(then[seeds].mean(), signed=True)} against "
+                               f"{_f(now[seeds].mean(), signed=True)} at {int(where['epochs'])}")
+            phrases.append(phrase)
+        if phrases:
+            phrases[0] = (f"{where['model']} {fraction_label(where['fraction'])} "
+                          f"{where['dataset']}, {int(where['epochs'])} epochs: " + phrases[0])
+    if not phrases:
+        return []
+    return ["", f"**At the chosen schedule** (`{display_path(folder)}/`, the same paired design "
+                "trained as long as the epoch sweep chooses): " + "; ".join(phrases) + "."]
+
+
 #: the labelled extensions, measured by the ablation (training-free)
 EXTENSIONS = ("qdiverse_density", "qdiverse_qdpp")
 
@@ -552,7 +621,7 @@ def evidence_body(out: Path, grid: pd.DataFrame | None = None) -> str:
         lines.append("No trained study results are committed yet.")
     lines += _wall_time(out, grid)
     lines += (_training_free(out) + _robustness(out) + _diagnostics(out) + _ablation(out)
-              + _epochs(out, runs))
+              + _epochs(out, runs) + _long_schedule(out, runs))
     return "\n".join(lines)
 
 
