@@ -244,6 +244,10 @@ def test_a_study_stage_trains_only_its_cells_and_names_bad_values(tiny_bench, tm
         status.reset_index(), workers=2)
     staged = commands.study_status([sweep], out, only={"seeds": [1]})
     assert staged["planned"].sum() == 3 and staged["done"].sum() == 1
+    # a new output folder (no runs.csv yet) is timed by the runs finished here under runs/
+    fresh = commands.study_status([sweep], tmp_path / "fresh").set_index("method")
+    assert fresh.loc["random", "done"] == 2 and fresh.loc["qdiverse", "timing"] == "measured"
+    assert fresh.loc["qdiverse", "minutes_left"] == pytest.approx(2 * per_run, rel=1e-3)
     # two sweeps listing the same runs: one row per run
     commands._write_tables([sweep, sweep], out)
     assert pd.read_csv(out / "runs.csv")["run_id"].is_unique

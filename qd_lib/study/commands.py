@@ -264,9 +264,9 @@ def study_status(sweeps, out, *, runs_root=None, only: dict | None = None) -> pd
     feature_set, fraction, method``) with the seeds planned, ``done`` (in ``runs.csv`` or
     finished under ``runs/``), ``missing`` (their seeds listed in ``missing_seeds``) and
     ``minutes_left``, the CPU minutes the missing runs take at the time per run measured in
-    ``runs.csv``, on this machine where it timed the cell (``timing``: ``measured``,
-    ``estimated`` or ``unknown``, see :func:`_estimate_minutes`; empty when nothing is
-    missing).
+    ``runs.csv`` and the records finished under ``runs/``, on this machine where it timed the
+    cell (``timing``: ``measured``, ``estimated`` or ``unknown``, see
+    :func:`_estimate_minutes`; empty when nothing is missing).
 
     ``only`` restricts the grid to one stage as in :func:`run_missing`.
     """
@@ -277,7 +277,11 @@ def study_status(sweeps, out, *, runs_root=None, only: dict | None = None) -> pd
     held_ids = set(held["run_id"])
     from qd_lib.utils.machine import machine_label, machine_record
 
-    timings = _minutes_per_run(held, machine_label(machine_record()))
+    try:  # the committed rows and the runs finished here since (a new block's first timings)
+        timed = merged_runs(sweeps, out, runs_root)
+    except ValueError:
+        timed = held
+    timings = _minutes_per_run(timed, machine_label(machine_record()))
     rows = {}
     for s in specs:
         epochs = s.overrides.get("epochs")
