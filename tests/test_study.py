@@ -398,8 +398,8 @@ def test_the_readme_section_sets_the_long_block_beside_the_same_seeds_at_the_stu
     assert "**At the chosen schedule**" in text
     assert "maniqa 10% proxy-default, 24 epochs: Q-Diverse is not yet decided: 2 paired seeds" \
         in text
-    assert ("on the same 2 seeds at the study's 12 epochs its mean Δ SRCC was -0.100 against "
-            "-0.020 at 24") in text
+    assert ("on the same 2 seeds (mean) at the study's 12 epochs its Δ SRCC was -0.100 "
+            "against -0.020 at 24") in text
     (out / "long" / "runs.csv").unlink()
     with pytest.raises(FileNotFoundError, match="long/runs.csv"):
         evidence_section(out)

@@ -399,8 +399,9 @@ def _long_schedule(out: Path, runs: pd.DataFrame | None) -> list[str]:
                                            row["method"])
                 seeds = sorted(set(now.index) & set(then.index))
                 if seeds:
-                    phrase += (f"; on the same {_count(len(seeds), 'seed')} at the study's "
-                               f"{study_epochs} epochs its mean Δ SRCC was "
+                    same = "the same seed" if len(seeds) == 1 else \
+                        f"the same {len(seeds)} seeds (mean)"
+                    phrase += (f"; on {same} at the study's {study_epochs} epochs its Δ SRCC was "
                                f"{_f(then[seeds].mean(), signed=True)} against "
                                f"{_f(now[seeds].mean(), signed=True)} at {int(where['epochs'])}")
             phrases.append(phrase)
