@@ -391,13 +391,18 @@ def test_the_readme_section_sets_the_long_block_beside_the_same_seeds_at_the_stu
     # the study (12 epochs): Q-Diverse 0.10 behind Random on seeds 0-1; seed 2 has no Random
     write_study_tables(rows(12, {"random": {0: 0.80, 1: 0.70},
                                  "qdiverse": {0: 0.70, 1: 0.60, 2: 0.99}}), out)
-    # 24 epochs, seeds 0-1: Q-Diverse 0.02 behind on average; seed 2 of Random has no pair
-    write_study_tables(rows(24, {"random": {0: 0.85, 1: 0.75, 2: 0.50},
-                                 "qdiverse": {0: 0.85, 1: 0.71}}), out / "long")
+    # 24 epochs, seeds 0-1: Q-Diverse 0.02 behind on average; seed 2 of Random has no pair;
+    # a second setting (MUSIQ) gets its own label
+    long_runs = rows(24, {"random": {0: 0.85, 1: 0.75, 2: 0.50},
+                          "qdiverse": {0: 0.85, 1: 0.71}})
+    write_study_tables(pd.concat([long_runs, long_runs.assign(
+        model="musiq", run_id=long_runs["run_id"] + "-musiq")]), out / "long")
     text = evidence_section(out)
     assert "**At the chosen schedule**" in text
     assert "maniqa 10% proxy-default, 24 epochs: Q-Diverse is not yet decided: 2 paired seeds" \
         in text
+    assert ". musiq 10% proxy-default, 24 epochs: Q-Diverse is not yet decided: 2 paired " \
+        "seeds" in text
     assert ("on the same 2 seeds (mean) at the study's 12 epochs its Δ SRCC was -0.100 "
             "against -0.020 at 24") in text
     (out / "long" / "runs.csv").unlink()

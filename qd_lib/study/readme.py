@@ -379,10 +379,11 @@ def _long_schedule(out: Path, runs: pd.DataFrame | None) -> list[str]:
                                 "qd_lib.study --out figures/study/long report "
                                 "notebooks/sweeps/study_long.yaml` to write both.")
     summary, long_runs = pd.read_csv(summary_path), pd.read_csv(runs_path)
-    phrases = []
+    settings = []
     keys = ["dataset", "model", "fraction", "epochs"]
     for values, cell in summary.groupby(keys, sort=False):
         where = dict(zip(keys, values))
+        phrases = []
         here = long_runs[_same_setting(long_runs, where)
                          & (long_runs["epochs"] == where["epochs"])]
         before = None if runs is None else \
@@ -406,12 +407,13 @@ def _long_schedule(out: Path, runs: pd.DataFrame | None) -> list[str]:
                                f"{_f(now[seeds].mean(), signed=True)} at {int(where['epochs'])}")
             phrases.append(phrase)
         if phrases:
-            phrases[0] = (f"{where['model']} {fraction_label(where['fraction'])} "
-                          f"{where['dataset']}, {int(where['epochs'])} epochs: " + phrases[0])
-    if not phrases:
+            settings.append(f"{where['model']} {fraction_label(where['fraction'])} "
+                            f"{where['dataset']}, {int(where['epochs'])} epochs: "
+                            + "; ".join(phrases))
+    if not settings:
         return []
     return ["", f"**At the chosen schedule** (`{display_path(folder)}/`, the same paired design "
-                "trained as long as the epoch sweep chooses): " + "; ".join(phrases) + "."]
+                "trained as long as the epoch sweep chooses): " + ". ".join(settings) + "."]
 
 
 #: the labelled extensions, measured by the ablation (training-free)
